@@ -1,0 +1,277 @@
+//! Types shared by the agent-sandbox eBPF programs (kernel side) and the supervisor (user side).
+//!
+//! Every type here is `#[repr(C)]`, contains only plain integers and byte arrays, and is read by
+//! user space straight out of a ring-buffer record or written straight into a map. Field order is
+//! chosen so that no implicit padding exists (checked by the `layout` tests below), because the
+//! kernel side cannot zero padding it does not know about.
+#![no_std]
+
+/// Bytes kept of one path argument (open, unlink, rename...) including the terminating NUL.
+/// Longer paths are truncated and flagged with [`FLAG_TRUNCATED`].
+pub const PATH_LEN: usize = 512;
+/// Maximum number of argv entries copied for one exec.
+pub const MAX_ARGS: usize = 64;
+/// Bytes copied of a single argv entry, including its NUL.
+pub const ARG_LEN: usize = 1024;
+/// Argument bytes are packed NUL-separated; copying stops once this many bytes are used.
+/// The buffer is `ARGV_SOFT_CAP + ARG_LEN` long so the verifier can prove every write in bounds
+/// with a single mask (`offset & (ARGV_SOFT_CAP - 1)`), which is why this must be a power of two.
+pub const ARGV_SOFT_CAP: usize = 4096;
+/// Size of the packed argv buffer in an [`ExecEvent`].
+pub const ARGV_BUF: usize = ARGV_SOFT_CAP + ARG_LEN;
+/// Length of `task->comm`.
+pub const COMM_LEN: usize = 16;
+
+/// Set in [`EventHeader::flags`] when a string or the argv list was cut to fit.
+pub const FLAG_TRUNCATED: u32 = 1;
+/// Set when reading a user-space argument failed (bad pointer); the value is empty.
+pub const FLAG_READ_ERROR: u32 = 2;
+
+/// What happened. The discriminant travels in [`EventHeader::kind`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// `execve`/`execveat` entered: filename and argv ([`ExecEvent`]).
+    Exec = 1,
+    /// `execve`/`execveat` returned: result code ([`ExecResultEvent`]).
+    ExecResult = 2,
+    /// `open`/`openat`/`openat2` entered ([`OpenEvent`]).
+    Open = 3,
+    /// `connect` entered ([`ConnectEvent`]).
+    Connect = 4,
+    /// `unlink`/`unlinkat`/`rmdir`/`rename`/`renameat`/`renameat2` ([`PathOpEvent`]).
+    PathOp = 5,
+    /// A new process (not a thread) was created ([`ForkEvent`]).
+    Fork = 6,
+    /// The last thread of a process exited ([`ExitEvent`]).
+    Exit = 7,
+}
+
+/// Number of slots in the per-kind lost-event counter array (indexed by `EventKind as u32`).
+pub const KIND_SLOTS: u32 = 8;
+
+impl EventKind {
+    /// Maps a raw discriminant back to a kind; `None` for values this build does not know.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Exec,
+            2 => Self::ExecResult,
+            3 => Self::Open,
+            4 => Self::Connect,
+            5 => Self::PathOp,
+            6 => Self::Fork,
+            7 => Self::Exit,
+            _ => return None,
+        })
+    }
+
+    /// Every kind, in discriminant order.
+    pub const ALL: [EventKind; 7] = [
+        Self::Exec,
+        Self::ExecResult,
+        Self::Open,
+        Self::Connect,
+        Self::PathOp,
+        Self::Fork,
+        Self::Exit,
+    ];
+
+    /// Stable lower-case name used in JSON output and loss reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::ExecResult => "exec_result",
+            Self::Open => "open",
+            Self::Connect => "connect",
+            Self::PathOp => "path_op",
+            Self::Fork => "fork",
+            Self::Exit => "exit",
+        }
+    }
+}
+
+/// Common prefix of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// `bpf_ktime_get_boot_ns()` at the event.
+    pub ktime_ns: u64,
+    /// An [`EventKind`] discriminant.
+    pub kind: u32,
+    /// Thread id of the acting task.
+    pub tid: u32,
+    /// Process id (thread-group id) of the acting task.
+    pub pid: u32,
+    /// Real uid of the acting task.
+    pub uid: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Which syscall produced the event (`SYSCALL_*`), 0 where not applicable.
+    pub syscall: u32,
+    /// `task->comm` of the acting task.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Syscall identifiers carried in [`EventHeader::syscall`]; our own numbering, not the
+/// architecture's syscall numbers.
+pub mod syscall {
+    pub const EXECVE: u32 = 1;
+    pub const EXECVEAT: u32 = 2;
+    pub const OPEN: u32 = 3;
+    pub const OPENAT: u32 = 4;
+    pub const OPENAT2: u32 = 5;
+    pub const CONNECT: u32 = 6;
+    pub const UNLINK: u32 = 7;
+    pub const UNLINKAT: u32 = 8;
+    pub const RMDIR: u32 = 9;
+    pub const RENAME: u32 = 10;
+    pub const RENAMEAT: u32 = 11;
+    pub const RENAMEAT2: u32 = 12;
+}
+
+/// An exec attempt with its filename and argv (packed, NUL-separated).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// Directory fd for `execveat`, `AT_FDCWD` (-100) for `execve`.
+    pub dirfd: i32,
+    /// Number of argv entries copied into `argv`.
+    pub argc: u32,
+    /// Bytes of `argv` in use.
+    pub argv_len: u32,
+    /// `execveat` flags, 0 for `execve`.
+    pub exec_flags: u32,
+    pub filename: [u8; PATH_LEN],
+    pub argv: [u8; ARGV_BUF],
+}
+
+/// The return value of an exec attempt, emitted from the syscall's exit tracepoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecResultEvent {
+    pub header: EventHeader,
+    /// 0 on success, `-errno` on failure.
+    pub ret: i64,
+}
+
+/// An open attempt, as the caller spelled it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OpenEvent {
+    pub header: EventHeader,
+    /// `O_*` flags (from `open_how.flags` for openat2).
+    pub open_flags: u64,
+    /// Directory fd, `AT_FDCWD` (-100) for plain `open`.
+    pub dirfd: i32,
+    /// Creation mode (low 32 bits).
+    pub mode: u32,
+    pub path: [u8; PATH_LEN],
+}
+
+/// Bytes kept of a connect address: enough for an IPv6 address and for a whole
+/// `sockaddr_un.sun_path` (108 bytes).
+pub const ADDR_LEN: usize = 112;
+
+/// A connect attempt. `addr` holds 4 bytes for AF_INET, 16 for AF_INET6 and the path for AF_UNIX
+/// (abstract socket names start with a NUL byte).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectEvent {
+    pub header: EventHeader,
+    pub fd: i32,
+    /// `sa_family`.
+    pub family: u16,
+    /// Port in host byte order (converted by the probe).
+    pub port: u16,
+    pub addr: [u8; ADDR_LEN],
+    /// `addrlen` as passed by the caller (IPv6 flow info and scope id are not kept).
+    pub addrlen: u32,
+    pub _pad: u32,
+}
+
+/// A deletion or rename. `path2` is empty for unlink/rmdir.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PathOpEvent {
+    pub header: EventHeader,
+    pub dirfd1: i32,
+    pub dirfd2: i32,
+    /// `unlinkat` / `renameat2` flags.
+    pub op_flags: u32,
+    pub _pad: u32,
+    pub path1: [u8; PATH_LEN],
+    pub path2: [u8; PATH_LEN],
+}
+
+/// A new process in the session. The header describes the parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    /// Pid of the new process.
+    pub child_pid: u32,
+    pub _pad: u32,
+}
+
+/// The last thread of a process exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+}
+
+/// Run-time configuration written by the supervisor into the `CONFIG` array (index 0) before
+/// any program can see a session task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    /// cgroup v2 id (inode number) of the session cgroup; 0 disables every probe.
+    pub session_cgroup_id: u64,
+    /// Depth of the session cgroup below the cgroup v2 root (root = 0).
+    pub session_cgroup_level: u32,
+    /// Offset of `parent_pid` in the `sched_process_fork` record (from its format file).
+    pub fork_parent_pid_off: u32,
+    /// Offset of `child_pid` in the `sched_process_fork` record.
+    pub fork_child_pid_off: u32,
+    /// Offset of `group_dead` in the `sched_process_exit` record, or `u32::MAX` when the kernel
+    /// does not have that field (then the exit of the thread-group leader counts).
+    pub exit_group_dead_off: u32,
+    /// Ring-buffer fill level (bytes) above which a submit wakes the reader. Below it the
+    /// reader finds records on its periodic poll, which saves a wakeup per event.
+    pub wakeup_bytes: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain-old-data, #[repr(C)], no padding (see the layout tests).
+    unsafe impl aya::Pod for super::Config {}
+}
+
+#[cfg(test)]
+mod layout {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn no_implicit_padding() {
+        assert_eq!(size_of::<EventHeader>(), 8 + 6 * 4 + COMM_LEN);
+        assert_eq!(size_of::<ExecEvent>(), size_of::<EventHeader>() + 16 + PATH_LEN + ARGV_BUF);
+        assert_eq!(size_of::<ExecResultEvent>(), size_of::<EventHeader>() + 8);
+        assert_eq!(size_of::<OpenEvent>(), size_of::<EventHeader>() + 16 + PATH_LEN);
+        assert_eq!(size_of::<ConnectEvent>(), size_of::<EventHeader>() + 8 + ADDR_LEN + 8);
+        assert_eq!(size_of::<PathOpEvent>(), size_of::<EventHeader>() + 16 + 2 * PATH_LEN);
+        assert_eq!(size_of::<ForkEvent>(), size_of::<EventHeader>() + 8);
+        assert_eq!(size_of::<Config>(), 8 + 4 * 4 + 8);
+        assert!(ARGV_SOFT_CAP.is_power_of_two());
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::from_u32(k as u32), Some(k));
+            assert!((k as u32) < KIND_SLOTS);
+        }
+        assert_eq!(EventKind::from_u32(0), None);
+    }
+}

@@ -1,0 +1,301 @@
+//! The session cgroup: one cgroup v2 directory per session, created under the cgroup v2 root
+//! (found in /proc/self/mountinfo, never hard-coded), holding the agent's whole process tree.
+//!
+//! Membership is what every other layer keys on: the eBPF probes filter on the cgroup id, and
+//! `cgroup.kill` ends every process of the tree at once, daemons included.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Prefix of every session cgroup's directory name; `doctor` uses it to find leftovers.
+pub const SESSION_PREFIX: &str = "agent-sandbox-";
+
+/// Errors of cgroup handling.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// No cgroup2 filesystem is mounted.
+    #[error(
+        "no cgroup v2 hierarchy is mounted (no `cgroup2` entry in /proc/self/mountinfo); \
+         mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified` (or boot with \
+         systemd.unified_cgroup_hierarchy=1)"
+    )]
+    NoCgroup2,
+    /// A file operation on a cgroup path failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The cgroup still had processes after `cgroup.kill` and the wait.
+    #[error("cgroup {0} still has processes after cgroup.kill")]
+    NotEmpty(PathBuf),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A cgroup2 mount point and the cgroup path it exposes as its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup2Mount {
+    /// Where the hierarchy is mounted (e.g. /sys/fs/cgroup or /sys/fs/cgroup/unified).
+    pub mount_point: PathBuf,
+    /// The cgroup path of the mount's root inside the hierarchy ("/" unless inside a cgroup
+    /// namespace or a bind mount of a subtree).
+    pub root: String,
+}
+
+impl Cgroup2Mount {
+    /// Finds the cgroup2 mount in /proc/self/mountinfo.
+    pub fn find() -> Result<Self, CgroupError> {
+        let path = Path::new("/proc/self/mountinfo");
+        let text = fs::read_to_string(path).map_err(io_err("reading", path))?;
+        parse_mountinfo(&text).ok_or(CgroupError::NoCgroup2)
+    }
+
+    /// Depth of a directory of this mount below the hierarchy's true root, as the kernel counts
+    /// levels for `bpf_get_current_ancestor_cgroup_id` (the root cgroup is level 0).
+    pub fn level_of(&self, dir: &Path) -> Option<u32> {
+        let rel = dir.strip_prefix(&self.mount_point).ok()?;
+        let below_root = self.root.split('/').filter(|c| !c.is_empty()).count();
+        Some((below_root + rel.components().count()) as u32)
+    }
+}
+
+/// Picks the first cgroup2 entry of a mountinfo text. Fields: id parent major:minor root
+/// mount-point options... `-` fstype source super-options. Octal escapes (`\040`) in paths are
+/// decoded.
+pub fn parse_mountinfo(text: &str) -> Option<Cgroup2Mount> {
+    text.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        if post.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let fields: Vec<&str> = pre.split_whitespace().collect();
+        Some(Cgroup2Mount {
+            root: unescape_mountinfo(fields.get(3)?),
+            mount_point: PathBuf::from(unescape_mountinfo(fields.get(4)?)),
+        })
+    })
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A session cgroup that this process created and will remove.
+#[derive(Debug)]
+pub struct SessionCgroup {
+    path: PathBuf,
+    id: u64,
+    level: u32,
+}
+
+impl SessionCgroup {
+    /// Creates `<cgroup2 root>/agent-sandbox-<pid>-<nanos>`.
+    pub fn create(mount: &Cgroup2Mount) -> Result<Self, CgroupError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("{SESSION_PREFIX}{}-{nanos:08x}", std::process::id());
+        let path = mount.mount_point.join(name);
+        fs::create_dir(&path).map_err(io_err("creating cgroup", &path))?;
+        let meta = fs::metadata(&path).map_err(io_err("stat of", &path))?;
+        let level = mount.level_of(&path).unwrap_or(1);
+        Ok(Self {
+            // On cgroup2 the kernfs inode number is the cgroup id that BPF helpers return.
+            id: meta.ino(),
+            level,
+            path,
+        })
+    }
+
+    /// The cgroup's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cgroup id (as returned by `bpf_get_current_cgroup_id`).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Depth below the hierarchy root.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Path of `cgroup.procs`; a process joins by writing "0" into it (before it execs).
+    pub fn procs_path(&self) -> PathBuf {
+        self.path.join("cgroup.procs")
+    }
+
+    /// Pids currently in the cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let p = self.procs_path();
+        let text = fs::read_to_string(&p).map_err(io_err("reading", &p))?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Whether any process is left (from `cgroup.events`' `populated` key).
+    pub fn populated(&self) -> Result<bool, CgroupError> {
+        let p = self.path.join("cgroup.events");
+        let text = fs::read_to_string(&p).map_err(io_err("reading", &p))?;
+        Ok(text
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["populated", "1"]))
+    }
+
+    /// Sends `sig` to every process currently in the cgroup.
+    pub fn signal_all(&self, sig: i32) -> Result<(), CgroupError> {
+        for pid in self.pids()? {
+            // SAFETY: kill(2) with a pid read from our own cgroup; ESRCH for a process that
+            // exited meanwhile is harmless.
+            unsafe { libc::kill(pid, sig) };
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the cgroup to become empty; true when it did.
+    pub fn wait_empty(&self, timeout: Duration) -> Result<bool, CgroupError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.populated()? {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills every process in the cgroup (`cgroup.kill`) and waits until it is empty.
+    pub fn kill_all(&self) -> Result<(), CgroupError> {
+        let p = self.path.join("cgroup.kill");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .map_err(io_err("opening", &p))?;
+        f.write_all(b"1").map_err(io_err("writing", &p))?;
+        if self.wait_empty(Duration::from_secs(5))? {
+            Ok(())
+        } else {
+            Err(CgroupError::NotEmpty(self.path.clone()))
+        }
+    }
+
+    /// Kills whatever is left and removes the directory.
+    pub fn destroy(self) -> Result<(), CgroupError> {
+        if self.populated()? {
+            self.kill_all()?;
+        }
+        remove_dir_retry(&self.path)
+    }
+}
+
+/// rmdir of a just-emptied cgroup can briefly fail with EBUSY while the kernel finishes
+/// releasing exiting tasks.
+fn remove_dir_retry(path: &Path) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(io_err("removing cgroup", path)(e)),
+        }
+    }
+}
+
+/// Session cgroups left on the machine by earlier sessions whose supervisor is gone.
+pub fn leftovers(mount: &Cgroup2Mount) -> Vec<PathBuf> {
+    let Ok(rd) = fs::read_dir(&mount.mount_point) else {
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let pid: i32 = name
+                .strip_prefix(SESSION_PREFIX)?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()?;
+            // A live supervisor owns its cgroup; only report ones whose supervisor is gone.
+            (!Path::new(&format!("/proc/{pid}")).exists()).then(|| e.path())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const UNIFIED_NS: &str = "\
+25 1 0:22 / / rw - ext4 /dev/root rw
+30 25 0:26 /user.slice/x /sys/fs/cgroup\\040v2 rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+";
+
+    #[test]
+    fn finds_hybrid_mount() {
+        let m = parse_mountinfo(HYBRID).expect("cgroup2 entry");
+        assert_eq!(m.mount_point, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(m.root, "/");
+        assert_eq!(
+            m.level_of(Path::new("/sys/fs/cgroup/unified/agent-sandbox-1")),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn decodes_escapes_and_nested_roots() {
+        let m = parse_mountinfo(UNIFIED_NS).expect("cgroup2 entry");
+        assert_eq!(m.mount_point, PathBuf::from("/sys/fs/cgroup v2"));
+        assert_eq!(m.root, "/user.slice/x");
+        assert_eq!(m.level_of(Path::new("/sys/fs/cgroup v2/s")), Some(3));
+    }
+
+    #[test]
+    fn no_cgroup2_is_none() {
+        assert_eq!(
+            parse_mountinfo("32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"),
+            None
+        );
+    }
+}

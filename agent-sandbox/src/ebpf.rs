@@ -1,0 +1,176 @@
+//! Loading, configuring and attaching the observation probes (agent-sandbox-ebpf), and reading
+//! their counters.
+//!
+//! The programs stay attached for as long as the returned [`Observer`] lives; dropping it
+//! detaches every link and unloads the programs and maps (nothing is pinned).
+
+use agent_sandbox_common::{Config, EventKind, KIND_SLOTS};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+
+use crate::tracefs::{self, SchedOffsets, TracefsError};
+
+/// The eBPF object built by build.rs (aya-build) from agent-sandbox-ebpf.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-sandbox"));
+
+/// Every probe: (program name in the object, tracepoint category, tracepoint name).
+pub const PROBES: &[(&str, &str, &str)] = &[
+    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
+    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
+    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
+    ("sys_enter_open", "syscalls", "sys_enter_open"),
+    ("sys_enter_openat", "syscalls", "sys_enter_openat"),
+    ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+    ("sys_enter_unlink", "syscalls", "sys_enter_unlink"),
+    ("sys_enter_unlinkat", "syscalls", "sys_enter_unlinkat"),
+    ("sys_enter_rmdir", "syscalls", "sys_enter_rmdir"),
+    ("sys_enter_rename", "syscalls", "sys_enter_rename"),
+    ("sys_enter_renameat", "syscalls", "sys_enter_renameat"),
+    ("sys_enter_renameat2", "syscalls", "sys_enter_renameat2"),
+    ("sys_enter_clone", "syscalls", "sys_enter_clone"),
+    ("sys_enter_clone3", "syscalls", "sys_enter_clone3"),
+    ("sched_process_fork", "sched", "sched_process_fork"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+];
+
+/// Fill level at which a high-rate probe wakes the reader instead of leaving the records for
+/// its next poll.
+const WAKEUP_BYTES: u64 = 256 * 1024;
+
+/// Errors of loading and attaching the probes.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    /// The object did not load (verifier rejection, missing privileges...).
+    #[error("loading the eBPF object: {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+    /// A program is missing from the object or failed to load/attach.
+    #[error("eBPF program {program} ({category}/{tracepoint}): {source}")]
+    Program {
+        /// Program name.
+        program: &'static str,
+        /// Tracepoint category.
+        category: &'static str,
+        /// Tracepoint name.
+        tracepoint: &'static str,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A map is missing or of the wrong type.
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+    /// A tracepoint's format file did not match what the probes assume.
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
+}
+
+/// The loaded, attached probes of one session.
+pub struct Observer {
+    ebpf: Ebpf,
+    ringbuf_bytes: u32,
+}
+
+impl Observer {
+    /// Loads the probes, points them at the session cgroup and attaches them.
+    ///
+    /// `ringbuf_bytes` must be a power of two multiple of the page size.
+    pub fn start(
+        cgroup_id: u64,
+        cgroup_level: u32,
+        sched: SchedOffsets,
+        ringbuf_bytes: u32,
+    ) -> Result<Self, EbpfError> {
+        // Check the syscall record layouts the probes hard-wire before anything is attached.
+        for (program, category, tp) in PROBES {
+            if *category == "syscalls" {
+                let fmt = tracefs::read_format(category, tp).map_err(|e| EbpfError::Program {
+                    program,
+                    category,
+                    tracepoint: tp,
+                    source: Box::new(e),
+                })?;
+                tracefs::check_syscall_layout(&fmt)?;
+            }
+        }
+
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", ringbuf_bytes)
+            .load(OBJECT)
+            .map_err(|e| EbpfError::Load(Box::new(e)))?;
+
+        // Configure before attaching, so that the first record a probe writes is already right.
+        let config = Config {
+            session_cgroup_id: cgroup_id,
+            session_cgroup_level: cgroup_level,
+            fork_parent_pid_off: sched.fork_parent_pid,
+            fork_child_pid_off: sched.fork_child_pid,
+            exit_group_dead_off: sched.exit_group_dead.unwrap_or(u32::MAX),
+            wakeup_bytes: WAKEUP_BYTES.min(u64::from(ringbuf_bytes) / 4),
+        };
+        let map = ebpf
+            .map_mut("CONFIG")
+            .ok_or_else(|| EbpfError::Map("CONFIG", "missing from the object".into()))?;
+        let mut cfg_map: Array<&mut MapData, Config> =
+            Array::try_from(map).map_err(|e| EbpfError::Map("CONFIG", e.to_string()))?;
+        cfg_map
+            .set(0, config, 0)
+            .map_err(|e| EbpfError::Map("CONFIG", e.to_string()))?;
+
+        for &(program, category, tracepoint) in PROBES {
+            let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
+                program,
+                category,
+                tracepoint,
+                source,
+            };
+            let prog: &mut TracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| err("missing from the object".into()))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| err(Box::new(e)))?;
+            prog.load().map_err(|e| err(Box::new(e)))?;
+            prog.attach(category, tracepoint)
+                .map_err(|e| err(Box::new(e)))?;
+        }
+        Ok(Self {
+            ebpf,
+            ringbuf_bytes,
+        })
+    }
+
+    /// Takes the event ring buffer (once).
+    pub fn take_ring_buffer(&mut self) -> Result<RingBuf<MapData>, EbpfError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| EbpfError::Map("EVENTS", "missing or already taken".into()))?;
+        RingBuf::try_from(map).map_err(|e| EbpfError::Map("EVENTS", e.to_string()))
+    }
+
+    /// Size of the ring buffer in bytes.
+    pub fn ring_buffer_bytes(&self) -> u32 {
+        self.ringbuf_bytes
+    }
+
+    /// Events the probes could not reserve, per kind, summed over CPUs.
+    pub fn lost(&self) -> Result<Vec<(EventKind, u64)>, EbpfError> {
+        let map = self
+            .ebpf
+            .map("LOST")
+            .ok_or_else(|| EbpfError::Map("LOST", "missing from the object".into()))?;
+        let lost: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|e| EbpfError::Map("LOST", e.to_string()))?;
+        let mut out = Vec::new();
+        for kind in EventKind::ALL {
+            debug_assert!((kind as u32) < KIND_SLOTS);
+            let per_cpu = lost
+                .get(&(kind as u32), 0)
+                .map_err(|e| EbpfError::Map("LOST", e.to_string()))?;
+            out.push((kind, per_cpu.iter().sum()));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,10 @@
+//! agent-sandbox: puts an AI coding agent's whole process tree under kernel enforcement and
+//! observation. The binary (`main.rs`) is a thin CLI over these modules.
+
+pub mod cgroup;
+pub mod doctor;
+pub mod ebpf;
+pub mod events;
+pub mod launch;
+pub mod session;
+pub mod tracefs;

@@ -1,0 +1,139 @@
+//! `agent-sandbox`: the command-line front end.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent_sandbox::{cgroup, doctor, session};
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Runs an AI coding agent's whole process tree under kernel enforcement and observation.
+///
+/// `sudo agent-sandbox run -- cursor .` puts the agent and everything it starts into a cgroup of
+/// its own, watched by eBPF probes (exec with argv, open, connect, unlink/rename, fork, exit),
+/// runs it as the invoking user with no way back to root, and removes every trace of the
+/// session when it ends.
+#[derive(Parser, Debug)]
+#[command(name = "agent-sandbox", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run CMD and its whole process tree inside a new sandbox session (needs root).
+    ///
+    /// The agent runs as the user who invoked sudo (SUDO_UID), or as --user, with that user's
+    /// groups and HOME, and with no_new_privs (setuid binaries cannot give root back). It joins
+    /// the session cgroup before it execs, so nothing it starts escapes. Signals SIGINT,
+    /// SIGTERM, SIGHUP and SIGWINCH sent to the supervisor are forwarded to it. When it exits,
+    /// whatever it left running gets SIGTERM and the --grace period, then the whole cgroup is
+    /// killed and removed. The exit status is the agent's (128+N when signal N killed it).
+    Run {
+        /// Run the agent as this user instead of the one behind sudo.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Write every event as one JSON object per line to FILE (`-` for stdout). The file is
+        /// created root-owned with mode 0600. Schema: see the README.
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+        /// Seconds that processes left behind by the agent get after SIGTERM before the whole
+        /// tree is killed.
+        #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+        grace: f64,
+        /// Size of the event ring buffer in MiB (a power of two); events that do not fit are
+        /// counted as lost and reported.
+        #[arg(long, value_name = "MIB", default_value_t = 16)]
+        ringbuf_mb: u32,
+        /// Write session statistics (event and loss counts, supervisor peak RSS) as JSON.
+        #[arg(long, value_name = "FILE", hide = true)]
+        stats_json: Option<PathBuf>,
+        /// The agent command and its arguments.
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Check what this kernel and machine offer and what is missing (installs nothing).
+    Doctor,
+    /// Remove session cgroups left behind by sessions whose supervisor is gone.
+    Cleanup,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("agent-sandbox: error: {e:#}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Run {
+            user,
+            events,
+            grace,
+            ringbuf_mb,
+            stats_json,
+            command,
+        } => {
+            if command.is_empty() {
+                bail!("no command given: usage is `agent-sandbox run [OPTIONS] -- CMD [ARGS...]`");
+            }
+            if !ringbuf_mb.is_power_of_two() || ringbuf_mb > 1024 {
+                bail!("--ringbuf-mb must be a power of two between 1 and 1024, got {ringbuf_mb}");
+            }
+            if !(0.0..=3600.0).contains(&grace) {
+                bail!("--grace must be between 0 and 3600 seconds, got {grace}");
+            }
+            let outcome = session::run(session::RunOptions {
+                command,
+                user,
+                events,
+                stats_json,
+                grace: Duration::from_secs_f64(grace),
+                ringbuf_bytes: ringbuf_mb * 1024 * 1024,
+            })?;
+            Ok(outcome.exit_code)
+        }
+        Command::Doctor => {
+            let checks = doctor::run_checks();
+            print!("{}", doctor::render_table(&checks));
+            Ok(if doctor::all_required_ok(&checks) { 0 } else { 1 })
+        }
+        Command::Cleanup => {
+            let mount = cgroup::Cgroup2Mount::find()?;
+            let left = cgroup::leftovers(&mount);
+            if left.is_empty() {
+                println!("nothing to clean up");
+            }
+            for dir in left {
+                cleanup_cgroup(&dir).with_context(|| format!("removing {}", dir.display()))?;
+                println!("removed {}", dir.display());
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn cleanup_cgroup(dir: &PathBuf) -> Result<()> {
+    let kill = dir.join("cgroup.kill");
+    if kill.exists() {
+        std::fs::write(&kill, "1").with_context(|| format!("writing {}", kill.display()))?;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

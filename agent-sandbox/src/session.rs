@@ -1,0 +1,489 @@
+//! One `agent-sandbox run`: cgroup, probes, the agent's process, the event stream, and the
+//! teardown that leaves nothing behind.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write as _};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent_sandbox_common::EventKind;
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{MapData, RingBuf};
+use serde_json::json;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::oneshot;
+
+use crate::cgroup::{Cgroup2Mount, SessionCgroup};
+use crate::ebpf::Observer;
+use crate::events::{self, Clock, Event, EventData, ProcessTable};
+use crate::launch::{self, ChildSetup, Identity};
+use crate::tracefs::{self, SchedOffsets};
+
+/// How often the reader looks at the ring buffer when no wakeup came (high-rate probes only
+/// wake it when a lot is waiting).
+const POLL: Duration = Duration::from_millis(20);
+
+/// Options of `agent-sandbox run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Command and arguments.
+    pub command: Vec<OsString>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--events`: a path, or `-` for stdout.
+    pub events: Option<PathBuf>,
+    /// `--stats-json`.
+    pub stats_json: Option<PathBuf>,
+    /// `--grace`.
+    pub grace: Duration,
+    /// Ring buffer size in bytes.
+    pub ringbuf_bytes: u32,
+}
+
+/// How the session ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit code for the supervisor: the agent's code, or 128+N when signal N killed it.
+    pub exit_code: i32,
+}
+
+/// Runs a whole session. Must be called as root.
+pub fn run(opts: RunOptions) -> Result<Outcome> {
+    if opts.command.is_empty() {
+        bail!("no command given: usage is `agent-sandbox run [OPTIONS] -- CMD [ARGS...]`");
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "agent-sandbox run needs root to create the session cgroup and load its eBPF \
+             probes: run it with sudo (`sudo agent-sandbox run -- ...`); an unprivileged mode \
+             does not exist yet"
+        );
+    }
+    let identity = Identity::resolve(opts.user.as_deref())?;
+    let mount = Cgroup2Mount::find()?;
+    tracefs::ensure_mounted()?;
+    let sched = SchedOffsets::read().context("reading tracepoint layouts")?;
+
+    // Open the events file first: a bad path should fail before anything is created.
+    let sink_out: Option<Box<dyn io::Write + Send>> = match &opts.events {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => Some(Box::new(io::stdout())),
+        Some(p) => Some(Box::new(open_private(p)?)),
+    };
+
+    let cgroup = SessionCgroup::create(&mount)?;
+    let guard = CgroupGuard(Some(cgroup));
+    let result = run_in_cgroup(&opts, &identity, guard.get(), sched, sink_out);
+    guard.finish()?;
+    result
+}
+
+/// Removes the session cgroup (killing what is left) on every path out of `run`.
+struct CgroupGuard(Option<SessionCgroup>);
+
+impl CgroupGuard {
+    fn get(&self) -> &SessionCgroup {
+        self.0
+            .as_ref()
+            .expect("guard holds the cgroup until finish")
+    }
+
+    fn finish(mut self) -> Result<()> {
+        match self.0.take() {
+            Some(cg) => {
+                let path = cg.path().to_path_buf();
+                cg.destroy()
+                    .with_context(|| format!("removing session cgroup {}", path.display()))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0.take()
+            && let Err(e) = cg.destroy()
+        {
+            eprintln!("agent-sandbox: cleanup: {e}");
+        }
+    }
+}
+
+/// Creates (or truncates) a root-owned 0600 file without following a symlink.
+fn open_private(path: &PathBuf) -> Result<BufWriter<File>> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("creating events file {}", path.display()))?;
+    // An existing file keeps its owner and mode on open: make it ours and private.
+    std::os::unix::fs::fchown(&f, Some(0), Some(0))
+        .with_context(|| format!("chown root {}", path.display()))?;
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("chmod 0600 {}", path.display()))?;
+    Ok(BufWriter::with_capacity(256 * 1024, f))
+}
+
+fn run_in_cgroup(
+    opts: &RunOptions,
+    identity: &Identity,
+    cgroup: &SessionCgroup,
+    sched: SchedOffsets,
+    out: Option<Box<dyn io::Write + Send>>,
+) -> Result<Outcome> {
+    let mut observer = Observer::start(cgroup.id(), cgroup.level(), sched, opts.ringbuf_bytes)
+        .context("starting the eBPF observation probes")?;
+    let ring = observer.take_ring_buffer()?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = rt.block_on(supervise(opts, identity, cgroup, ring, out))?;
+
+    let lost = observer.lost()?;
+    let (exit_code, stats) = outcome;
+    let lost_total: u64 = lost.iter().map(|(_, n)| n).sum();
+    let lost_map: BTreeMap<&str, u64> = lost.iter().map(|(k, n)| (k.name(), *n)).collect();
+    let mut sink = stats;
+    let total_events: u64 = sink.counts.values().sum();
+    sink.finish(&json!({
+        "kind": "session_end",
+        "time": now_rfc3339(),
+        "exit_code": exit_code,
+        "events": sink.counts_json(),
+        "lost": lost_map,
+        "lost_total": lost_total,
+        "decode_errors": sink.decode_errors,
+    }))?;
+
+    if lost_total > 0 {
+        let detail: Vec<String> = lost
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{} {n}", k.name()))
+            .collect();
+        eprintln!(
+            "agent-sandbox: session ended: {total_events} events observed, {lost_total} LOST \
+             (ring buffer full: {}); raise --ringbuf-mb",
+            detail.join(", ")
+        );
+    } else {
+        eprintln!("agent-sandbox: session ended: {total_events} events observed, 0 lost");
+    }
+    if let Some(path) = &opts.stats_json {
+        let stats = json!({
+            "events": sink.counts_json(),
+            "lost": lost_map,
+            "lost_total": lost_total,
+            "decode_errors": sink.decode_errors,
+            "peak_rss_kb": peak_rss_kb(),
+            "ringbuf_bytes": observer.ring_buffer_bytes(),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&stats)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    drop(observer);
+    Ok(Outcome { exit_code })
+}
+
+fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    events::rfc3339(now.as_secs() as i64, now.subsec_micros())
+}
+
+/// VmHWM of this process in KiB.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn supervise(
+    opts: &RunOptions,
+    identity: &Identity,
+    cgroup: &SessionCgroup,
+    ring: RingBuf<MapData>,
+    out: Option<Box<dyn io::Write + Send>>,
+) -> Result<(i32, Sink)> {
+    let clock = Clock::now();
+    let mut sink = Sink::new(out, clock);
+    sink.write_record(&json!({
+        "kind": "session_start",
+        "time": now_rfc3339(),
+        "supervisor_pid": std::process::id(),
+        "cgroup": cgroup.path(),
+        "user": identity.name,
+        "uid": identity.uid,
+        "command": opts.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
+    }))?;
+
+    let procs: OwnedFd = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(cgroup.procs_path())
+        .with_context(|| format!("opening {}", cgroup.procs_path().display()))?
+        .into();
+    let tty = launch::foreground_tty();
+    let setup = ChildSetup {
+        cgroup_procs: procs,
+        tty,
+        uid: identity.uid,
+        gid: identity.gid,
+        groups: identity.groups.clone(),
+    };
+
+    // Signal handlers go in before the child exists, so nothing sent meanwhile kills us.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigwinch = signal(SignalKind::window_change())?;
+
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let reader_sink = sink;
+    let reader = tokio::spawn(read_events(ring, reader_sink, stop_rx));
+
+    let mut cmd = tokio::process::Command::new(&opts.command[0]);
+    cmd.args(&opts.command[1..])
+        .env_clear()
+        .envs(identity.environment());
+    // SAFETY: `apply` only makes async-signal-safe system calls on data prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || setup.apply());
+    }
+    let spawned = cmd.spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = stop_tx.send(());
+            let sink = reader.await.context("event reader task")??;
+            let name = opts.command[0].to_string_lossy();
+            let code = match e.kind() {
+                io::ErrorKind::NotFound => {
+                    eprintln!("agent-sandbox: {name}: command not found");
+                    127
+                }
+                io::ErrorKind::PermissionDenied => {
+                    eprintln!("agent-sandbox: {name}: permission denied");
+                    126
+                }
+                _ => {
+                    eprintln!("agent-sandbox: cannot start {name}: {e}");
+                    126
+                }
+            };
+            if let Some(t) = tty {
+                launch::reclaim_tty(t);
+            }
+            return Ok((code, sink));
+        }
+    };
+    let child_pid = child.id().unwrap_or(0) as i32;
+    let _ = SEED.set(child_pid as u32);
+
+    let status = loop {
+        let forward = tokio::select! {
+            st = child.wait() => break st.context("waiting for the agent")?,
+            _ = sigint.recv() => libc::SIGINT,
+            _ = sigterm.recv() => libc::SIGTERM,
+            _ = sighup.recv() => libc::SIGHUP,
+            _ = sigwinch.recv() => libc::SIGWINCH,
+        };
+        // SAFETY: kill(2) of our own child's pid, which cannot be reused before we wait it.
+        unsafe { libc::kill(child_pid, forward) };
+    };
+    if let Some(t) = tty {
+        launch::reclaim_tty(t);
+    }
+
+    // The main process is gone: give the rest of the tree the grace period, then kill it.
+    if cgroup.populated()? {
+        cgroup.signal_all(libc::SIGTERM)?;
+        let deadline = tokio::time::Instant::now() + opts.grace;
+        while cgroup.populated()? && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if cgroup.populated()? {
+            cgroup.kill_all()?;
+        }
+    }
+
+    let _ = stop_tx.send(());
+    let sink = reader.await.context("event reader task")??;
+    let code = exit_code(status);
+    Ok((code, sink))
+}
+
+/// Exit status as a shell reports it.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 1,
+    }
+}
+
+/// The agent's pid, seeded into the process table (its fork happened outside the session).
+static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Consumes decoded events: counts, process tree, exec pairing, JSON output.
+pub struct Sink {
+    out: Option<Box<dyn io::Write + Send>>,
+    clock: Clock,
+    table: ProcessTable,
+    /// exec entries waiting for their result, by pid.
+    pending_exec: HashMap<u32, Event>,
+    counts: BTreeMap<&'static str, u64>,
+    decode_errors: u64,
+    seeded: bool,
+}
+
+impl Sink {
+    fn new(out: Option<Box<dyn io::Write + Send>>, clock: Clock) -> Self {
+        Self {
+            out,
+            clock,
+            table: ProcessTable::default(),
+            pending_exec: HashMap::new(),
+            counts: EventKind::ALL.iter().map(|k| (k.name(), 0)).collect(),
+            decode_errors: 0,
+            seeded: false,
+        }
+    }
+
+    fn counts_json(&self) -> serde_json::Value {
+        json!(self.counts)
+    }
+
+    fn write_record(&mut self, v: &serde_json::Value) -> Result<()> {
+        if let Some(out) = self.out.as_mut() {
+            serde_json::to_writer(&mut *out, v).context("writing an event")?;
+            out.write_all(b"\n").context("writing an event")?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, bytes: &[u8]) -> Result<()> {
+        if !self.seeded
+            && let Some(&pid) = SEED.get()
+        {
+            self.table.seed(pid, std::process::id());
+            self.seeded = true;
+        }
+        let ev = match events::decode(bytes) {
+            Ok(ev) => ev,
+            Err(_) => {
+                self.decode_errors += 1;
+                return Ok(());
+            }
+        };
+        *self.counts.entry(ev.kind.name()).or_default() += 1;
+        self.table.observe(&ev);
+        match ev.data {
+            EventData::Exec { .. } => {
+                if let Some(prev) = self.pending_exec.insert(ev.pid, ev) {
+                    self.emit(&prev)?;
+                }
+            }
+            EventData::ExecResult { ret } => match self.pending_exec.remove(&ev.pid) {
+                Some(mut exec) => {
+                    if let EventData::Exec { ret: r, .. } = &mut exec.data {
+                        *r = Some(ret);
+                    }
+                    // Show the program's new name once the exec succeeded.
+                    if ret == 0 {
+                        exec.comm = ev.comm.clone();
+                    }
+                    self.emit(&exec)?;
+                }
+                None => self.emit(&ev)?,
+            },
+            _ => {
+                if ev.kind == EventKind::Exit
+                    && let Some(exec) = self.pending_exec.remove(&ev.pid)
+                {
+                    self.emit(&exec)?;
+                }
+                self.emit(&ev)?;
+                self.table.forget(&ev);
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, ev: &Event) -> Result<()> {
+        if self.out.is_some() {
+            let v = events::to_json(ev, &self.table, &self.clock);
+            self.write_record(&v)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if let Some(out) = self.out.as_mut() {
+            out.flush().context("flushing the events file")?;
+        }
+        Ok(())
+    }
+
+    /// Emits what is still pending, writes the closing record and flushes.
+    fn finish(&mut self, end: &serde_json::Value) -> Result<()> {
+        let mut pending: Vec<Event> = self.pending_exec.drain().map(|(_, e)| e).collect();
+        pending.sort_by_key(|e| e.ktime_ns);
+        for e in pending {
+            self.emit(&e)?;
+        }
+        self.write_record(end)?;
+        self.flush()
+    }
+}
+
+async fn read_events(
+    ring: RingBuf<MapData>,
+    mut sink: Sink,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<Sink> {
+    // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd
+    // (and with it the RingBuf) is dropped.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("registering the ring buffer with epoll: {e}"))?;
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = &mut stop => true,
+            guard = fd.readable_mut() => {
+                let mut guard = guard.context("polling the ring buffer")?;
+                guard.clear_ready();
+                false
+            }
+            _ = tick.tick() => false,
+        };
+        let ring = fd.get_mut();
+        while let Some(item) = ring.next() {
+            sink.handle(&item)?;
+        }
+        sink.flush()?;
+        if stopping {
+            return Ok(sink);
+        }
+    }
+}

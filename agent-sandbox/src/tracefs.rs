@@ -1,0 +1,342 @@
+//! Tracepoint record layouts, read from the kernel's own format files
+//! (`/sys/kernel/tracing/events/<category>/<event>/format`).
+//!
+//! Rust eBPF has no CO-RE relocations, and the layout of non-syscall tracepoints changes between
+//! kernels (`sched_process_fork` turned its comm arrays into `__data_loc` strings in 6.x, moving
+//! `child_pid` from offset 44 to 20). So the supervisor reads the offsets here at start and hands
+//! them to the programs through the `CONFIG` map.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where tracefs is expected (and mounted by us when it is missing).
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Errors reading or interpreting format files.
+#[derive(Debug, thiserror::Error)]
+pub enum TracefsError {
+    /// A format file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The format file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// tracefs is not mounted and mounting it failed.
+    #[error(
+        "tracefs is not mounted at {TRACEFS} and mounting it failed: {0}; mount it with \
+         `mount -t tracefs nodev {TRACEFS}`"
+    )]
+    Mount(#[source] io::Error),
+    /// A line of a format file did not parse.
+    #[error("{event}: cannot parse format line {line:?}")]
+    Syntax {
+        /// Event name.
+        event: String,
+        /// The offending line.
+        line: String,
+    },
+    /// A field the probes need is missing or has an unexpected size.
+    #[error("{event}: field `{field}` {problem}; this kernel's tracepoint layout is not supported")]
+    Layout {
+        /// Event name.
+        event: String,
+        /// Field name.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// One field of a tracepoint record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// C declaration without the name (e.g. `pid_t`, `__data_loc char[]`).
+    pub c_type: String,
+    /// Field name.
+    pub name: String,
+    /// Byte offset in the record.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: u32,
+    /// Whether the type is signed.
+    pub signed: bool,
+}
+
+/// A parsed format file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Format {
+    /// Event name (`name:` line).
+    pub name: String,
+    /// Event id (`ID:` line).
+    pub id: u32,
+    /// Fields in file order, common fields included.
+    pub fields: Vec<Field>,
+}
+
+impl Format {
+    /// Looks a field up by name.
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Offset of a field that must exist with the given size.
+    pub fn offset_of(&self, name: &str, size: u32) -> Result<u32, TracefsError> {
+        let f = self.field(name).ok_or_else(|| TracefsError::Layout {
+            event: self.name.clone(),
+            field: name.to_string(),
+            problem: "is missing".into(),
+        })?;
+        if f.size != size {
+            return Err(TracefsError::Layout {
+                event: self.name.clone(),
+                field: name.to_string(),
+                problem: format!("has size {} (expected {size})", f.size),
+            });
+        }
+        Ok(f.offset)
+    }
+}
+
+/// Parses the text of a format file.
+pub fn parse_format(text: &str) -> Result<Format, TracefsError> {
+    let mut name = String::new();
+    let mut id = 0;
+    let mut fields = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if let Some(v) = line.strip_prefix("name:") {
+            name = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("ID:") {
+            id = v.trim().parse().map_err(|_| syntax(&name, raw))?;
+        } else if line.starts_with("field:") {
+            fields.push(parse_field(line).ok_or_else(|| syntax(&name, raw))?);
+        }
+    }
+    if name.is_empty() {
+        return Err(syntax("<unnamed>", "missing `name:` line"));
+    }
+    Ok(Format { name, id, fields })
+}
+
+fn syntax(event: &str, line: &str) -> TracefsError {
+    TracefsError::Syntax {
+        event: event.to_string(),
+        line: line.to_string(),
+    }
+}
+
+/// `field:<decl>;\toffset:N;\tsize:N;\tsigned:N;`
+fn parse_field(line: &str) -> Option<Field> {
+    let mut decl = None;
+    let (mut offset, mut size, mut signed) = (None, None, false);
+    for part in line.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part.split_once(':')?;
+        match key {
+            "field" => decl = Some(value.trim()),
+            "offset" => offset = value.trim().parse().ok(),
+            "size" => size = value.trim().parse().ok(),
+            "signed" => signed = value.trim() == "1",
+            _ => {}
+        }
+    }
+    let decl = decl?;
+    // The name is the last identifier of the declaration, before any array suffix:
+    // `char comm[16]`, `const char * filename`, `__data_loc char[] parent_comm`.
+    let without_array = match decl.rfind('[') {
+        Some(i) if decl.ends_with(']') && !decl[..i].ends_with(char::is_whitespace) => &decl[..i],
+        _ => decl,
+    };
+    let split = without_array.rfind(|c: char| c.is_whitespace() || c == '*')?;
+    let name = without_array[split + 1..].trim();
+    if name.is_empty() {
+        return None;
+    }
+    Some(Field {
+        c_type: decl[..split + 1].trim().to_string(),
+        name: name.to_string(),
+        offset: offset?,
+        size: size?,
+        signed,
+    })
+}
+
+/// Mounts tracefs at [`TRACEFS`] when it is not there yet.
+pub fn ensure_mounted() -> Result<(), TracefsError> {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("nodev"),
+        TRACEFS,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| TracefsError::Mount(io::Error::from(e)))
+}
+
+/// Reads and parses `events/<category>/<event>/format`.
+pub fn read_format(category: &str, event: &str) -> Result<Format, TracefsError> {
+    let path = Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(event)
+        .join("format");
+    let text = fs::read_to_string(&path).map_err(|source| TracefsError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse_format(&text)
+}
+
+/// Offsets the probes need from non-syscall tracepoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedOffsets {
+    /// `sched_process_fork.parent_pid`.
+    pub fork_parent_pid: u32,
+    /// `sched_process_fork.child_pid`.
+    pub fork_child_pid: u32,
+    /// `sched_process_exit.group_dead`, absent before Linux 6.x.
+    pub exit_group_dead: Option<u32>,
+}
+
+impl SchedOffsets {
+    /// Extracts the offsets from the two formats.
+    pub fn from_formats(fork: &Format, exit: &Format) -> Result<Self, TracefsError> {
+        Ok(Self {
+            fork_parent_pid: fork.offset_of("parent_pid", 4)?,
+            fork_child_pid: fork.offset_of("child_pid", 4)?,
+            exit_group_dead: exit
+                .field("group_dead")
+                .filter(|f| f.size == 1)
+                .map(|f| f.offset),
+        })
+    }
+
+    /// Reads them from the running kernel.
+    pub fn read() -> Result<Self, TracefsError> {
+        let fork = read_format("sched", "sched_process_fork")?;
+        let exit = read_format("sched", "sched_process_exit")?;
+        Self::from_formats(&fork, &exit)
+    }
+}
+
+/// Checks the layout the probes assume for a syscall tracepoint: argument `i` (after the
+/// syscall number) in an 8-byte slot at `16 + 8 * i`, return value at 16 for `sys_exit_*`.
+pub fn check_syscall_layout(fmt: &Format) -> Result<(), TracefsError> {
+    let args = fmt
+        .fields
+        .iter()
+        .skip_while(|f| f.name != "__syscall_nr")
+        .skip(1);
+    for (i, f) in args.enumerate() {
+        let expected = 16 + 8 * i as u32;
+        if f.offset != expected || f.size != 8 {
+            return Err(TracefsError::Layout {
+                event: fmt.name.clone(),
+                field: f.name.clone(),
+                problem: format!(
+                    "is at offset {} size {} (expected offset {expected} size 8)",
+                    f.offset, f.size
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! fixture {
+        ($kernel:literal, $event:literal) => {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/fixtures/tracefs/",
+                $kernel,
+                "/",
+                $event
+            ))
+        };
+    }
+
+    #[test]
+    fn fork_offsets_6_18_data_loc_comm() {
+        let fork = parse_format(fixture!("6.18", "sched_process_fork")).expect("parse");
+        let exit = parse_format(fixture!("6.18", "sched_process_exit")).expect("parse");
+        assert_eq!(fork.name, "sched_process_fork");
+        let comm = fork.field("parent_comm").expect("parent_comm");
+        assert_eq!(comm.c_type, "__data_loc char[]");
+        assert_eq!((comm.offset, comm.size), (8, 4));
+        let o = SchedOffsets::from_formats(&fork, &exit).expect("offsets");
+        assert_eq!(
+            o,
+            SchedOffsets {
+                fork_parent_pid: 12,
+                fork_child_pid: 20,
+                exit_group_dead: Some(32)
+            }
+        );
+    }
+
+    #[test]
+    fn fork_offsets_5_15_array_comm() {
+        let fork = parse_format(fixture!("5.15", "sched_process_fork")).expect("parse");
+        let exit = parse_format(fixture!("5.15", "sched_process_exit")).expect("parse");
+        let comm = fork.field("child_comm").expect("child_comm");
+        assert_eq!(
+            (comm.c_type.as_str(), comm.offset, comm.size),
+            ("char", 28, 16)
+        );
+        let o = SchedOffsets::from_formats(&fork, &exit).expect("offsets");
+        assert_eq!(
+            o,
+            SchedOffsets {
+                fork_parent_pid: 24,
+                fork_child_pid: 44,
+                exit_group_dead: None
+            }
+        );
+    }
+
+    #[test]
+    fn syscall_layouts_of_both_kernels() {
+        for text in [
+            fixture!("6.18", "sys_enter_renameat2"),
+            fixture!("5.15", "sys_enter_renameat2"),
+        ] {
+            let f = parse_format(text).expect("parse");
+            check_syscall_layout(&f).expect("stable layout");
+            assert_eq!(f.field("newname").map(|f| f.offset), Some(40));
+            assert_eq!(
+                f.field("oldname").map(|f| f.c_type.as_str()),
+                Some("const char *")
+            );
+        }
+    }
+
+    #[test]
+    fn moved_field_is_an_error_naming_it() {
+        let text = fixture!("6.18", "sys_enter_renameat2").replace("offset:24;", "offset:28;");
+        let err = check_syscall_layout(&parse_format(&text).expect("parse")).unwrap_err();
+        assert!(err.to_string().contains("oldname"), "{err}");
+        let fork = parse_format(
+            &fixture!("6.18", "sched_process_fork").replace("pid_t child_pid", "pid_t kid"),
+        )
+        .expect("parse");
+        let exit = parse_format(fixture!("6.18", "sched_process_exit")).expect("parse");
+        let err = SchedOffsets::from_formats(&fork, &exit).unwrap_err();
+        assert!(err.to_string().contains("child_pid"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_a_syntax_error() {
+        assert!(parse_format("name: x\nID: 1\n\tfield:int;\toffset:zz;\n").is_err());
+        assert!(parse_format("").is_err());
+    }
+}

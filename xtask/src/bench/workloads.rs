@@ -1,0 +1,277 @@
+//! Preparation of each workload, all of it outside the timed region: compiling the C programs,
+//! downloading and unpacking ripgrep, fetching its dependencies.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::Workload;
+use crate::util;
+
+/// openat+close calls per run of the `open` workload.
+const OPEN_ITERATIONS: u32 = 200_000;
+/// fork+exec+wait rounds per run of the `forkexec` workload.
+const FORKEXEC_ITERATIONS: u32 = 2_000;
+
+/// The crate the `build` workload compiles: a real project with ~30 dependencies and build
+/// scripts, written by none of us.
+const RIPGREP: &str = "ripgrep-14.1.1";
+const RIPGREP_URL: &str = "https://static.crates.io/crates/ripgrep/ripgrep-14.1.1.crate";
+/// The crate's checksum as published in the crates.io index.
+const RIPGREP_SHA256: &str = "f77b8032dc584527975f34aa5a897d0ef5a785573fda778771a614ff9da501d9";
+
+const OPEN_C: &str = r#"/* cargo xtask bench, workload "open": N openat+close of one file. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s FILE COUNT\n", argv[0]);
+        return 2;
+    }
+    long count = strtol(argv[2], NULL, 10);
+    for (long i = 0; i < count; i++) {
+        /* glibc's open() is the openat syscall */
+        int fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            perror(argv[1]);
+            return 1;
+        }
+        close(fd);
+    }
+    return 0;
+}
+"#;
+
+const FORKEXEC_C: &str = r#"/* cargo xtask bench, workload "forkexec": N fork+execv+waitpid of a program. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s PROGRAM COUNT\n", argv[0]);
+        return 2;
+    }
+    long count = strtol(argv[2], NULL, 10);
+    char *child_argv[] = {argv[1], NULL};
+    for (long i = 0; i < count; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("fork");
+            return 1;
+        }
+        if (pid == 0) {
+            execv(argv[1], child_argv);
+            perror(argv[1]);
+            _exit(127);
+        }
+        int status;
+        if (waitpid(pid, &status, 0) < 0) {
+            perror("waitpid");
+            return 1;
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "%s failed (wait status %d)\n", argv[1], status);
+            return 1;
+        }
+    }
+    return 0;
+}
+"#;
+
+/// A workload ready to be timed.
+#[derive(Debug)]
+pub struct Prepared {
+    /// One line saying what a run does, for the report.
+    pub description: String,
+    /// The command line; its program is an absolute path so every leg runs the same binary.
+    pub argv: Vec<OsString>,
+    /// Working directory of the run (the workspace's otherwise).
+    pub cwd: Option<PathBuf>,
+    /// Extra environment of the run.
+    pub env: Vec<(OsString, OsString)>,
+    /// A directory deleted before every run (the build's target directory).
+    pub fresh_dir: Option<PathBuf>,
+}
+
+impl Prepared {
+    /// Resets what a run changed, outside the timed region.
+    pub fn before_rep(&self) -> Result<()> {
+        if let Some(dir) = &self.fresh_dir {
+            match fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(err).with_context(|| format!("failed to delete {}", dir.display()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds whatever `workload` needs under `bench_dir` and returns how to run it.
+pub fn prepare(workload: Workload, root: &Path, bench_dir: &Path) -> Result<Prepared> {
+    match workload {
+        Workload::Open => {
+            let bin = compile_c(bench_dir, "open_close", OPEN_C)?;
+            let target = bench_dir.join("open-target.txt");
+            fs::write(&target, "opened and closed by the open benchmark\n")
+                .with_context(|| format!("failed to write {}", target.display()))?;
+            Ok(Prepared {
+                description: format!("{OPEN_ITERATIONS} openat+close of one file"),
+                argv: vec![
+                    bin.into(),
+                    target.into(),
+                    OPEN_ITERATIONS.to_string().into(),
+                ],
+                cwd: Some(root.to_path_buf()),
+                env: Vec::new(),
+                fresh_dir: None,
+            })
+        }
+        Workload::Forkexec => {
+            let bin = compile_c(bench_dir, "fork_exec", FORKEXEC_C)?;
+            let true_bin = Path::new("/bin/true");
+            if !true_bin.exists() {
+                bail!("{} does not exist", true_bin.display());
+            }
+            Ok(Prepared {
+                description: format!("{FORKEXEC_ITERATIONS} fork+execv+waitpid of /bin/true"),
+                argv: vec![
+                    bin.into(),
+                    true_bin.into(),
+                    FORKEXEC_ITERATIONS.to_string().into(),
+                ],
+                cwd: Some(root.to_path_buf()),
+                env: Vec::new(),
+                fresh_dir: None,
+            })
+        }
+        Workload::Build => prepare_build(bench_dir),
+        Workload::True => {
+            let true_bin = util::find_in_path("true").context("`true` not found on PATH")?;
+            Ok(Prepared {
+                description: "`true`: start-up and tear-down only".to_owned(),
+                argv: vec![true_bin.into()],
+                cwd: Some(root.to_path_buf()),
+                env: Vec::new(),
+                fresh_dir: None,
+            })
+        }
+    }
+}
+
+/// Writes `source` to `bench_dir/<name>.c` and compiles it with `cc -O2` to `bench_dir/<name>`.
+fn compile_c(bench_dir: &Path, name: &str, source: &str) -> Result<PathBuf> {
+    let src = bench_dir.join(format!("{name}.c"));
+    let bin = bench_dir.join(name);
+    fs::write(&src, source).with_context(|| format!("failed to write {}", src.display()))?;
+    util::run_captured(
+        Command::new("cc")
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&bin)
+            .arg(&src),
+    )
+    .with_context(|| format!("compiling {} failed (is build-essential installed?)", src.display()))?;
+    Ok(bin)
+}
+
+/// Downloads (once) and unpacks ripgrep, fetches its dependencies, and returns a
+/// `cargo build -j2 --offline` whose target directory is deleted before every run.
+fn prepare_build(bench_dir: &Path) -> Result<Prepared> {
+    let src_root = bench_dir.join("src");
+    fs::create_dir_all(&src_root)
+        .with_context(|| format!("failed to create {}", src_root.display()))?;
+
+    let crate_file = src_root.join(format!("{RIPGREP}.crate"));
+    if crate_file.exists() {
+        println!("[bench] build: {} cached", crate_file.display());
+    } else {
+        download(RIPGREP_URL, &crate_file)?;
+    }
+    verify_sha256(&crate_file, RIPGREP_SHA256)?;
+
+    let project = src_root.join(RIPGREP);
+    // Written last, so an interrupted unpack is redone rather than built half-extracted.
+    let ready = project.join(".xtask-unpacked");
+    if !ready.exists() {
+        println!("[bench] build: unpacking {}", crate_file.display());
+        if project.exists() {
+            fs::remove_dir_all(&project)
+                .with_context(|| format!("failed to delete {}", project.display()))?;
+        }
+        util::run_captured(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(&crate_file)
+                .arg("-C")
+                .arg(&src_root),
+        )?;
+        // The project sits inside our workspace's directory tree, and cargo refuses a package
+        // that a parent workspace does not list. An empty [workspace] table makes it its own.
+        let manifest = project.join("Cargo.toml");
+        let mut text = fs::read_to_string(&manifest)
+            .with_context(|| format!("failed to read {}", manifest.display()))?;
+        text.push_str("\n# added by `cargo xtask bench`: not part of the enclosing workspace\n");
+        text.push_str("[workspace]\n");
+        fs::write(&manifest, text)
+            .with_context(|| format!("failed to write {}", manifest.display()))?;
+        fs::write(&ready, "").with_context(|| format!("failed to write {}", ready.display()))?;
+    }
+
+    let cargo = util::find_in_path("cargo").context("cargo not found on PATH")?;
+    println!("[bench] build: cargo fetch");
+    util::run_streaming(Command::new(&cargo).arg("fetch").current_dir(&project))
+        .context("fetching ripgrep's dependencies failed")?;
+
+    let target = bench_dir.join("build-target");
+    let mut argv = vec![cargo.into_os_string()];
+    argv.extend(["build", "-j2", "--offline"].map(OsString::from));
+    Ok(Prepared {
+        description: format!("cargo build -j2 --offline of {RIPGREP}, fresh target directory"),
+        argv,
+        cwd: Some(project),
+        env: vec![("CARGO_TARGET_DIR".into(), target.clone().into())],
+        fresh_dir: Some(target),
+    })
+}
+
+/// Downloads `url` to `dest` with curl, through a temporary name so that an interrupted
+/// download is never mistaken for the cached file.
+fn download(url: &str, dest: &Path) -> Result<()> {
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".part");
+    let partial = PathBuf::from(partial);
+    println!("[bench] build: downloading {url}");
+    util::run_streaming(
+        Command::new("curl")
+            .args(["--fail", "--silent", "--show-error", "--location", "--retry", "3", "-o"])
+            .arg(&partial)
+            .arg(url),
+    )
+    .with_context(|| format!("downloading {url} failed"))?;
+    fs::rename(&partial, dest)
+        .with_context(|| format!("failed to rename {} to {}", partial.display(), dest.display()))
+}
+
+/// Checks `file` against the checksum the crates.io index publishes for it.
+fn verify_sha256(file: &Path, expected: &str) -> Result<()> {
+    let out = util::run_captured(Command::new("sha256sum").arg(file))?;
+    let sum = out.split_whitespace().next().unwrap_or_default();
+    if sum != expected {
+        bail!(
+            "{} has sha256 {sum}, expected {expected} (from the crates.io index); delete it to \
+             download it again",
+            file.display()
+        );
+    }
+    Ok(())
+}
