@@ -256,11 +256,23 @@ mod layout {
     #[test]
     fn no_implicit_padding() {
         assert_eq!(size_of::<EventHeader>(), 8 + 6 * 4 + COMM_LEN);
-        assert_eq!(size_of::<ExecEvent>(), size_of::<EventHeader>() + 16 + PATH_LEN + ARGV_BUF);
+        assert_eq!(
+            size_of::<ExecEvent>(),
+            size_of::<EventHeader>() + 16 + PATH_LEN + ARGV_BUF
+        );
         assert_eq!(size_of::<ExecResultEvent>(), size_of::<EventHeader>() + 8);
-        assert_eq!(size_of::<OpenEvent>(), size_of::<EventHeader>() + 16 + PATH_LEN);
-        assert_eq!(size_of::<ConnectEvent>(), size_of::<EventHeader>() + 8 + ADDR_LEN + 8);
-        assert_eq!(size_of::<PathOpEvent>(), size_of::<EventHeader>() + 16 + 2 * PATH_LEN);
+        assert_eq!(
+            size_of::<OpenEvent>(),
+            size_of::<EventHeader>() + 16 + PATH_LEN
+        );
+        assert_eq!(
+            size_of::<ConnectEvent>(),
+            size_of::<EventHeader>() + 8 + ADDR_LEN + 8
+        );
+        assert_eq!(
+            size_of::<PathOpEvent>(),
+            size_of::<EventHeader>() + 16 + 2 * PATH_LEN
+        );
         assert_eq!(size_of::<ForkEvent>(), size_of::<EventHeader>() + 8);
         assert_eq!(size_of::<Config>(), 8 + 4 * 4 + 8);
         assert!(ARGV_SOFT_CAP.is_power_of_two());

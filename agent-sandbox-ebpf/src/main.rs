@@ -42,6 +42,10 @@ const RINGBUF_BYTES: u32 = 16 * 1024 * 1024;
 /// reported as a process.
 const CLONE_INFLIGHT: u32 = 8192;
 
+/// Threads inside an open/unlink/rename whose event was deferred to syscall exit. One per
+/// thread at most; a full map means the event is emitted at entry, flagged `read_error`.
+const DEFERRED_INFLIGHT: u32 = 8192;
+
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
@@ -64,6 +68,21 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
 /// Events that could not be reserved, per `EventKind`.
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+/// Arguments of an open/unlink/rename whose strings were not readable at syscall entry, by
+/// thread id, until the syscall's exit (see [`emit_open`]).
+#[map]
+static DEFERRED: HashMap<u32, Deferred> = HashMap::with_max_entries(DEFERRED_INFLIGHT, 0);
+
+/// Captured syscall arguments: the event kind, our syscall id and up to six raw values whose
+/// meaning depends on the kind (see `try_open` / `try_path_op`).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Deferred {
+    kind: u32,
+    sc: u32,
+    v: [u64; 6],
+}
 
 /// clone flags by thread id, from `sys_enter_clone*` to `sched_process_fork`, so that new threads
 /// are not reported as new processes.
@@ -319,39 +338,90 @@ fn try_open(ctx: &TracePointContext, a: &OpenArgs) -> Result<(), i64> {
     // through the fault-tolerant helper.
     let path: *const u8 = unsafe { ctx.read_at(a.path) }.map_err(|e| e as i64)?;
     let dirfd = match a.dirfd {
-        Some(off) => unsafe { ctx.read_at::<i64>(off) }.unwrap_or(0) as i32,
-        None => AT_FDCWD,
+        Some(off) => unsafe { ctx.read_at::<i64>(off) }.unwrap_or(0),
+        None => AT_FDCWD as i64,
     };
     let (open_flags, mode) = if a.how {
         // struct open_how { u64 flags; u64 mode; u64 resolve; }
         let how: *const u64 = unsafe { ctx.read_at(a.flags) }.map_err(|e| e as i64)?;
         let f = unsafe { bpf_probe_read_user(how) }.unwrap_or(0);
         let m = unsafe { bpf_probe_read_user(how.add(1)) }.unwrap_or(0);
-        (f, m as u32)
+        (f, m)
     } else {
         let f = unsafe { ctx.read_at::<u64>(a.flags) }.unwrap_or(0) & 0xffff_ffff;
         let m = match a.mode {
-            Some(off) => unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0) as u32,
+            Some(off) => unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0),
             None => 0,
         };
         (f, m)
     };
+    let args = Deferred {
+        kind: EventKind::Open as u32,
+        sc: a.sc,
+        v: [dirfd as u64, path as u64, open_flags, mode, 0, 0],
+    };
+    emit_open(cfg, &args, true)
+}
 
+/// Emits an open event from captured arguments. When the path cannot be read yet (its page
+/// not faulted in) and `may_defer` is set, the arguments are parked in `DEFERRED` and the
+/// event is emitted at syscall exit, after the kernel itself has copied (and so faulted in)
+/// the string.
+#[inline(always)]
+fn emit_open(cfg: &Config, a: &Deferred, may_defer: bool) -> Result<(), i64> {
     let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
         count_lost(EventKind::Open);
         return Err(-1);
     };
     let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is the reservation.
-    unsafe {
+    // SAFETY: `ev` is the reservation; the path is read through the fault-tolerant helper.
+    let flags = unsafe {
         fill_header(&raw mut (*ev).header, EventKind::Open, a.sc);
-        (*ev).open_flags = open_flags;
-        (*ev).dirfd = dirfd;
-        (*ev).mode = mode;
-        (*ev).header.flags = read_user_str(&raw mut (*ev).path, path);
+        (*ev).dirfd = a.v[0] as i32;
+        (*ev).open_flags = a.v[2];
+        (*ev).mode = a.v[3] as u32;
+        let f = read_user_str(&raw mut (*ev).path, a.v[1] as *const u8);
+        (*ev).header.flags = f;
+        f
+    };
+    if may_defer && flags & FLAG_READ_ERROR != 0 && defer(a) {
+        entry.discard(0);
+    } else {
+        entry.submit(lazy_wakeup(cfg));
     }
-    entry.submit(lazy_wakeup(cfg));
     Ok(())
+}
+
+/// Parks arguments for replay at syscall exit; false when the map is full (then the event goes
+/// out now, flagged `read_error`, rather than not at all).
+#[inline(always)]
+fn defer(a: &Deferred) -> bool {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    DEFERRED.insert(&tid, a, 0).is_ok()
+}
+
+/// One program attached to the exit tracepoint of every open/unlink/rename syscall: replays
+/// what the entry probe deferred.
+#[tracepoint]
+pub fn sys_exit_replay(_ctx: TracePointContext) -> u32 {
+    let _ = try_replay();
+    0
+}
+
+fn try_replay() -> Result<(), i64> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied out before the entry is removed.
+    let a = match unsafe { DEFERRED.get(&tid) } {
+        Some(a) => *a,
+        None => return Ok(()),
+    };
+    let _ = DEFERRED.remove(&tid);
+    let cfg = session().ok_or(0)?;
+    if a.kind == EventKind::Open as u32 {
+        emit_open(cfg, &a, false)
+    } else {
+        emit_path_op(cfg, &a, false)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,7 +525,15 @@ macro_rules! path_op_probe {
     };
 }
 
-path_op_probe!(sys_enter_unlink, syscall::UNLINK, None, arg(0), None, None, None);
+path_op_probe!(
+    sys_enter_unlink,
+    syscall::UNLINK,
+    None,
+    arg(0),
+    None,
+    None,
+    None
+);
 path_op_probe!(
     sys_enter_unlinkat,
     syscall::UNLINKAT,
@@ -465,8 +543,24 @@ path_op_probe!(
     None,
     Some(arg(2))
 );
-path_op_probe!(sys_enter_rmdir, syscall::RMDIR, None, arg(0), None, None, None);
-path_op_probe!(sys_enter_rename, syscall::RENAME, None, arg(0), None, Some(arg(1)), None);
+path_op_probe!(
+    sys_enter_rmdir,
+    syscall::RMDIR,
+    None,
+    arg(0),
+    None,
+    None,
+    None
+);
+path_op_probe!(
+    sys_enter_rename,
+    syscall::RENAME,
+    None,
+    arg(0),
+    None,
+    Some(arg(1)),
+    None
+);
 path_op_probe!(
     sys_enter_renameat,
     syscall::RENAMEAT,
@@ -491,8 +585,8 @@ fn try_path_op(ctx: &TracePointContext, a: &PathOpArgs) -> Result<(), i64> {
     let cfg = session().ok_or(0)?;
     // SAFETY (reads): fixed slots of a syscall tracepoint record.
     let read_fd = |off: Option<usize>| match off {
-        Some(o) => unsafe { ctx.read_at::<i64>(o) }.unwrap_or(0) as i32,
-        None => AT_FDCWD,
+        Some(o) => unsafe { ctx.read_at::<i64>(o) }.unwrap_or(0),
+        None => AT_FDCWD as i64,
     };
     let p1: *const u8 = unsafe { ctx.read_at(a.path1) }.map_err(|e| e as i64)?;
     let p2: *const u8 = match a.path2 {
@@ -500,30 +594,54 @@ fn try_path_op(ctx: &TracePointContext, a: &PathOpArgs) -> Result<(), i64> {
         None => core::ptr::null(),
     };
     let op_flags = match a.flags {
-        Some(o) => unsafe { ctx.read_at::<u64>(o) }.unwrap_or(0) as u32,
+        Some(o) => unsafe { ctx.read_at::<u64>(o) }.unwrap_or(0),
         None => 0,
     };
+    let args = Deferred {
+        kind: EventKind::PathOp as u32,
+        sc: a.sc,
+        v: [
+            read_fd(a.dirfd1) as u64,
+            p1 as u64,
+            read_fd(a.dirfd2) as u64,
+            p2 as u64,
+            op_flags,
+            0,
+        ],
+    };
+    emit_path_op(cfg, &args, true)
+}
+
+/// Emits a deletion/rename event from captured arguments (see [`emit_open`] for deferral).
+#[inline(always)]
+fn emit_path_op(cfg: &Config, a: &Deferred, may_defer: bool) -> Result<(), i64> {
     let Some(mut entry) = EVENTS.reserve::<PathOpEvent>(0) else {
         count_lost(EventKind::PathOp);
         return Err(-1);
     };
     let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is the reservation.
-    unsafe {
+    // SAFETY: `ev` is the reservation; paths are read through the fault-tolerant helper.
+    let flags = unsafe {
         fill_header(&raw mut (*ev).header, EventKind::PathOp, a.sc);
-        (*ev).dirfd1 = read_fd(a.dirfd1);
-        (*ev).dirfd2 = read_fd(a.dirfd2);
-        (*ev).op_flags = op_flags;
+        (*ev).dirfd1 = a.v[0] as i32;
+        (*ev).dirfd2 = a.v[2] as i32;
+        (*ev).op_flags = a.v[4] as u32;
         (*ev)._pad = 0;
-        let mut flags = read_user_str(&raw mut (*ev).path1, p1);
+        let mut f = read_user_str(&raw mut (*ev).path1, a.v[1] as *const u8);
+        let p2 = a.v[3] as *const u8;
         if p2.is_null() {
             (*ev).path2[0] = 0;
         } else {
-            flags |= read_user_str(&raw mut (*ev).path2, p2);
+            f |= read_user_str(&raw mut (*ev).path2, p2);
         }
-        (*ev).header.flags = flags;
+        (*ev).header.flags = f;
+        f
+    };
+    if may_defer && flags & FLAG_READ_ERROR != 0 && defer(a) {
+        entry.discard(0);
+    } else {
+        entry.submit(lazy_wakeup(cfg));
     }
-    entry.submit(lazy_wakeup(cfg));
     Ok(())
 }
 

@@ -206,9 +206,11 @@ fn is_permission_error(e: &io::Error) -> bool {
 /// `Warn` ("needs root to probe"), anything else is `Missing`.
 fn failed(e: &io::Error, root: bool, what: &str) -> (Status, String) {
     if !root && is_permission_error(e) {
+        // is_permission_error implies an errno.
+        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
         (
             Status::Warn,
-            format!("{NEEDS_ROOT} ({what}: {})", errno_name(e)),
+            format!("{NEEDS_ROOT} ({errno:?} as non-root)"),
         )
     } else {
         (Status::Missing, format!("{what}: {}", errno_name(e)))

@@ -7,6 +7,7 @@
 use agent_sandbox_common::{Config, EventKind, KIND_SLOTS};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
+use aya::programs::trace_point::TracePointLink;
 use aya::{Ebpf, EbpfLoader};
 
 use crate::tracefs::{self, SchedOffsets, TracefsError};
@@ -14,7 +15,8 @@ use crate::tracefs::{self, SchedOffsets, TracefsError};
 /// The eBPF object built by build.rs (aya-build) from agent-sandbox-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-sandbox"));
 
-/// Every probe: (program name in the object, tracepoint category, tracepoint name).
+/// Every attachment: (program name in the object, tracepoint category, tracepoint name). A
+/// program may appear more than once; it is loaded once and attached to each tracepoint.
 pub const PROBES: &[(&str, &str, &str)] = &[
     ("sys_enter_execve", "syscalls", "sys_enter_execve"),
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
@@ -30,6 +32,15 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ("sys_enter_rename", "syscalls", "sys_enter_rename"),
     ("sys_enter_renameat", "syscalls", "sys_enter_renameat"),
     ("sys_enter_renameat2", "syscalls", "sys_enter_renameat2"),
+    ("sys_exit_replay", "syscalls", "sys_exit_open"),
+    ("sys_exit_replay", "syscalls", "sys_exit_openat"),
+    ("sys_exit_replay", "syscalls", "sys_exit_openat2"),
+    ("sys_exit_replay", "syscalls", "sys_exit_unlink"),
+    ("sys_exit_replay", "syscalls", "sys_exit_unlinkat"),
+    ("sys_exit_replay", "syscalls", "sys_exit_rmdir"),
+    ("sys_exit_replay", "syscalls", "sys_exit_rename"),
+    ("sys_exit_replay", "syscalls", "sys_exit_renameat"),
+    ("sys_exit_replay", "syscalls", "sys_exit_renameat2"),
     ("sys_enter_clone", "syscalls", "sys_enter_clone"),
     ("sys_enter_clone3", "syscalls", "sys_enter_clone3"),
     ("sched_process_fork", "sched", "sched_process_fork"),
@@ -70,6 +81,7 @@ pub enum EbpfError {
 /// The loaded, attached probes of one session.
 pub struct Observer {
     ebpf: Ebpf,
+    links: Vec<TracePointLink>,
     ringbuf_bytes: u32,
 }
 
@@ -97,6 +109,8 @@ impl Observer {
         }
 
         let mut ebpf = EbpfLoader::new()
+            // No CO-RE relocations in Rust eBPF: skip parsing the kernel's BTF (~1.6 MB).
+            .btf(None)
             .map_max_entries("EVENTS", ringbuf_bytes)
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(Box::new(e)))?;
@@ -119,6 +133,8 @@ impl Observer {
             .set(0, config, 0)
             .map_err(|e| EbpfError::Map("CONFIG", e.to_string()))?;
 
+        let mut links = Vec::with_capacity(PROBES.len());
+        let mut loaded: Vec<&str> = Vec::new();
         for &(program, category, tracepoint) in PROBES {
             let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
                 program,
@@ -131,14 +147,82 @@ impl Observer {
                 .ok_or_else(|| err("missing from the object".into()))?
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| err(Box::new(e)))?;
-            prog.load().map_err(|e| err(Box::new(e)))?;
-            prog.attach(category, tracepoint)
+            if !loaded.contains(&program) {
+                prog.load().map_err(|e| err(Box::new(e)))?;
+                loaded.push(program);
+            }
+            let id = prog
+                .attach(category, tracepoint)
                 .map_err(|e| err(Box::new(e)))?;
+            links.push(prog.take_link(id).map_err(|e| err(Box::new(e)))?);
         }
         Ok(Self {
             ebpf,
+            links,
             ringbuf_bytes,
         })
+    }
+
+    /// Detaches every probe and unloads the programs.
+    ///
+    /// Each detach waits for an RCU grace period in the kernel (tens of milliseconds); done one
+    /// after another they would add over a second to every session's exit, so the links are
+    /// closed from parallel threads and their grace periods overlap.
+    pub fn shutdown(self) {
+        let Self { ebpf, links, .. } = self;
+        std::thread::scope(|s| {
+            for link in links {
+                s.spawn(move || drop(link));
+            }
+        });
+        drop(ebpf);
+    }
+
+    /// Detaches every probe without making the caller wait for it.
+    ///
+    /// The last close of a tracepoint's perf event unregisters the probe and waits for an RCU
+    /// grace period under a kernel-wide mutex: ~30 ms per tracepoint, over half a second for
+    /// all of them. A forked reaper (outside the session cgroup) takes over the last reference
+    /// to every descriptor: this process closes its copies first, which is cheap, then lets the
+    /// reaper close the rest and exit. The probes keep filtering on a session cgroup that no
+    /// longer exists until then, so they observe nothing. If fork fails, detaching happens here.
+    pub fn shutdown_in_background(self) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the array we own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return self.shutdown();
+        }
+        let [rd, wr] = fds;
+        // SAFETY: the child only makes async-signal-safe system calls (close_range, read,
+        // _exit) before it ends, so forking a process that may have other threads is sound.
+        match unsafe { libc::fork() } {
+            0 => unsafe {
+                // Release stdio at once so that whoever reads our output sees EOF.
+                libc::close_range(0, 2, 0);
+                libc::close(wr);
+                let mut b = 0u8;
+                // Wait until the parent has closed its copies (EOF when it closes `wr`).
+                while libc::read(rd, (&raw mut b).cast(), 1) < 0 {}
+                libc::close_range(3, u32::MAX, 0);
+                libc::_exit(0);
+            },
+            -1 => {
+                // SAFETY: closing the pipe we created.
+                unsafe {
+                    libc::close(rd);
+                    libc::close(wr);
+                }
+                self.shutdown();
+            }
+            _ => {
+                drop(self);
+                // SAFETY: closing the pipe we created; EOF releases the reaper.
+                unsafe {
+                    libc::close(rd);
+                    libc::close(wr);
+                }
+            }
+        }
     }
 
     /// Takes the event ring buffer (once).

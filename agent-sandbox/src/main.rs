@@ -104,7 +104,11 @@ fn real_main(cli: Cli) -> Result<i32> {
         Command::Doctor => {
             let checks = doctor::run_checks();
             print!("{}", doctor::render_table(&checks));
-            Ok(if doctor::all_required_ok(&checks) { 0 } else { 1 })
+            Ok(if doctor::all_required_ok(&checks) {
+                0
+            } else {
+                1
+            })
         }
         Command::Cleanup => {
             let mount = cgroup::Cgroup2Mount::find()?;
@@ -130,7 +134,10 @@ fn cleanup_cgroup(dir: &PathBuf) -> Result<()> {
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
-            Err(e) if std::time::Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.raw_os_error() == Some(libc::EBUSY) =>
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => return Err(e.into()),

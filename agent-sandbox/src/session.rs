@@ -193,7 +193,7 @@ fn run_in_cgroup(
         std::fs::write(path, serde_json::to_vec_pretty(&stats)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    drop(observer);
+    observer.shutdown_in_background();
     Ok(Outcome { exit_code })
 }
 

@@ -239,8 +239,8 @@ fn measure(workload: Workload, prepared: &Prepared, reps: u32, ctx: &Context) ->
     for rep in 1..=reps {
         let mut line = format!("[bench] {name} rep {rep}/{reps}:");
         for &leg in &ctx.legs {
-            let stats_file = (leg == Leg::Sandbox)
-                .then(|| ctx.stats_dir.join(format!("{name}-rep{rep}.json")));
+            let stats_file =
+                (leg == Leg::Sandbox).then(|| ctx.stats_dir.join(format!("{name}-rep{rep}.json")));
             match run_leg(leg, prepared, ctx, name, stats_file.as_deref()) {
                 Ok(ms) => {
                     run.raw_ms.entry(leg).or_default().push(ms);
@@ -248,7 +248,10 @@ fn measure(workload: Workload, prepared: &Prepared, reps: u32, ctx: &Context) ->
                 }
                 Err(err) => {
                     println!("{line}");
-                    println!("[bench] {name}: FAILED ({} leg, rep {rep}): {err:#}", leg.name());
+                    println!(
+                        "[bench] {name}: FAILED ({} leg, rep {rep}): {err:#}",
+                        leg.name()
+                    );
                     return run.failed(format!("{} leg, rep {rep}: {err:#}", leg.name()));
                 }
             }
@@ -397,7 +400,16 @@ mod tests {
         let sandbox = leg_argv(Leg::Sandbox, &argv, &ctx(), Some(Path::new("/s.json")))?;
         assert_eq!(
             strs(&sandbox),
-            ["/sup", "run", "--stats-json", "/s.json", "--user", "root", "--", "/bin/true"]
+            [
+                "/sup",
+                "run",
+                "--stats-json",
+                "/s.json",
+                "--user",
+                "root",
+                "--",
+                "/bin/true"
+            ]
         );
         let strace = leg_argv(Leg::Strace, &argv, &ctx(), None)?;
         assert_eq!(
@@ -440,7 +452,10 @@ mod tests {
         let ok = ["/bin/sh", "-c", "exit 0"].map(OsString::from);
         assert!(timed_run(&ok, &prepared, &log)? >= 0.0);
         let bad = ["/bin/sh", "-c", "echo boom >&2; exit 3"].map(OsString::from);
-        let err = format!("{:#}", timed_run(&bad, &prepared, &log).err().context("no error")?);
+        let err = format!(
+            "{:#}",
+            timed_run(&bad, &prepared, &log).err().context("no error")?
+        );
         assert!(err.contains("exit status 3"), "{err}");
         assert!(err.contains("boom"), "{err}");
         fs::remove_file(&log)?;

@@ -37,9 +37,11 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<()> {
         bail!("{} does not exist after the build", bin.display());
     }
     let agent = if args.command.is_empty() {
-        vec![env::var_os("SHELL")
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| OsString::from("/bin/bash"))]
+        vec![
+            env::var_os("SHELL")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| OsString::from("/bin/bash")),
+        ]
     } else {
         args.command.clone()
     };

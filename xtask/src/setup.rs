@@ -152,8 +152,8 @@ fn missing_packages<'a>(packages: &[&'a str]) -> Result<Vec<&'a str>> {
             .with_context(|| format!("failed to run `dpkg -s {package}`"))?;
         // A removed package whose configuration files remain is still known to dpkg, and
         // `dpkg -s` exits 0 for it: look at the Status line.
-        let installed =
-            output.status.success() && dpkg_status_installed(&String::from_utf8_lossy(&output.stdout));
+        let installed = output.status.success()
+            && dpkg_status_installed(&String::from_utf8_lossy(&output.stdout));
         if !installed {
             missing.push(package);
         }
@@ -201,7 +201,10 @@ fn rust_toolchain() -> Result<()> {
         "--toolchain",
         "nightly",
     ]))?;
-    if components.lines().any(|c| c.trim() == "rust-src" || c.starts_with("rust-src-")) {
+    if components
+        .lines()
+        .any(|c| c.trim() == "rust-src" || c.starts_with("rust-src-"))
+    {
         println!("[setup] rust-src (nightly): present");
     } else {
         println!("[setup] rust-src (nightly): installing");
@@ -235,7 +238,10 @@ fn bpf_linker(reinstall: bool) -> Result<()> {
     match util::find_in_path("bpf-linker") {
         Some(path) if !reinstall => match bpf_linker_version() {
             Ok(version) => {
-                println!("[setup] bpf-linker: present ({}, {version})", path.display());
+                println!(
+                    "[setup] bpf-linker: present ({}, {version})",
+                    path.display()
+                );
                 return Ok(());
             }
             Err(err) => println!(
@@ -270,7 +276,8 @@ fn bpf_linker_version() -> Result<String> {
 }
 
 fn install_bpf_linker() -> Result<()> {
-    let sysroot = util::run_captured(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let sysroot =
+        util::run_captured(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
     let lib_dir = Path::new(sysroot.trim()).join("lib");
     let names = fs::read_dir(&lib_dir)
         .with_context(|| format!("failed to list {}", lib_dir.display()))?
@@ -287,18 +294,26 @@ fn install_bpf_linker() -> Result<()> {
 
     let prefix_lib = Path::new(LLVM_PREFIX).join("lib");
     fs::create_dir_all(&prefix_lib).with_context(|| {
-        format!("failed to create {} (setup must run as root)", prefix_lib.display())
+        format!(
+            "failed to create {} (setup must run as root)",
+            prefix_lib.display()
+        )
     })?;
     let link = prefix_lib.join("libLLVM.so");
     ensure_symlink(&link, &llvm)?;
     println!("[setup] {} -> {}", link.display(), llvm.display());
 
     let mut cmd = Command::new("cargo");
-    cmd.args(["install", "bpf-linker", "--no-default-features", "--features"])
-        .arg(format!("llvm-{LLVM_MAJOR}"))
-        // a stale binary may be present (it no longer runs): replace it
-        .arg("--force")
-        .env("LLVM_PREFIX", LLVM_PREFIX);
+    cmd.args([
+        "install",
+        "bpf-linker",
+        "--no-default-features",
+        "--features",
+    ])
+    .arg(format!("llvm-{LLVM_MAJOR}"))
+    // a stale binary may be present (it no longer runs): replace it
+    .arg("--force")
+    .env("LLVM_PREFIX", LLVM_PREFIX);
     println!("[setup] LLVM_PREFIX={LLVM_PREFIX} {}", util::describe(&cmd));
     util::run_streaming(&mut cmd)
 }
@@ -329,12 +344,17 @@ fn ensure_symlink(link: &Path, target: &Path) -> Result<()> {
         }
     }
     symlink(target, link).with_context(|| {
-        format!("failed to create the symlink {} -> {}", link.display(), target.display())
+        format!(
+            "failed to create the symlink {} -> {}",
+            link.display(),
+            target.display()
+        )
     })
 }
 
 fn tracefs() -> Result<()> {
-    let mounts = fs::read_to_string("/proc/self/mounts").context("failed to read /proc/self/mounts")?;
+    let mounts =
+        fs::read_to_string("/proc/self/mounts").context("failed to read /proc/self/mounts")?;
     if tracefs_mounted(&mounts) {
         println!("[setup] tracefs: mounted at {TRACEFS}");
         return Ok(());
@@ -343,7 +363,8 @@ fn tracefs() -> Result<()> {
     util::run_streaming(
         util::privileged("mount", &[])?.args(["-t", "tracefs", "tracefs", TRACEFS]),
     )?;
-    let mounts = fs::read_to_string("/proc/self/mounts").context("failed to read /proc/self/mounts")?;
+    let mounts =
+        fs::read_to_string("/proc/self/mounts").context("failed to read /proc/self/mounts")?;
     if !tracefs_mounted(&mounts) {
         bail!("mount succeeded but tracefs is still not listed at {TRACEFS} in /proc/self/mounts");
     }
@@ -438,7 +459,8 @@ mod tests {
             pick_libllvm(names.into_iter()).as_deref(),
             Some("libLLVM.so.22.1-rust-1.97.0-nightly")
         );
-        let wrong_major = ["libLLVM.so.23.0-rust-1.99.0-nightly", "libLLVM.so.220"].map(String::from);
+        let wrong_major =
+            ["libLLVM.so.23.0-rust-1.99.0-nightly", "libLLVM.so.220"].map(String::from);
         assert_eq!(pick_libllvm(wrong_major.into_iter()), None);
     }
 

@@ -43,7 +43,14 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         ("fmt", strings(&["fmt", "--all", "--", "--check"])),
         (
             "clippy",
-            strings(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+            strings(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
         ),
         ("test", test_args),
     ];
@@ -66,7 +73,12 @@ pub fn run(root: &Path, args: &TestArgs) -> Result<()> {
         println!("[test] all checks passed (fmt, clippy, test)");
         Ok(())
     } else {
-        bail!("{} of {} checks failed: {}", failed.len(), steps.len(), failed.join(", "))
+        bail!(
+            "{} of {} checks failed: {}",
+            failed.len(),
+            steps.len(),
+            failed.join(", ")
+        )
     }
 }
 

@@ -115,7 +115,8 @@ pub fn prepare_process_env(root: &Path) {
         let target = target_dir(root);
         let kept: Vec<PathBuf> = env::split_paths(&value)
             .filter(|dir| {
-                !dir.starts_with(&target) && !toolchains.as_ref().is_some_and(|t| dir.starts_with(t))
+                !dir.starts_with(&target)
+                    && !toolchains.as_ref().is_some_and(|t| dir.starts_with(t))
             })
             .collect();
         let new_value = if kept.is_empty() {
@@ -195,17 +196,6 @@ pub fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// The exit code a shell would report for `status` (128 + signal for a killed process).
-pub fn exit_code(status: ExitStatus) -> u8 {
-    use std::os::unix::process::ExitStatusExt as _;
-    let code = match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        (None, None) => 1,
-    };
-    u8::try_from(code & 0xff).unwrap_or(1)
-}
-
 /// A `cargo` command running in the workspace root. Uses the rustup proxy on `PATH`, so the
 /// toolchain is resolved the same way it is for a developer typing the command.
 pub fn cargo(root: &Path) -> Command {
@@ -247,14 +237,6 @@ mod tests {
         assert_eq!(quote(OsStr::new("a b")), "'a b'");
         assert_eq!(quote(OsStr::new("it's")), r"'it'\''s'");
         assert_eq!(quote(OsStr::new("")), "''");
-    }
-
-    #[test]
-    fn exit_code_maps_signals_like_a_shell() {
-        use std::os::unix::process::ExitStatusExt as _;
-        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
-        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
-        assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
     }
 
     #[test]

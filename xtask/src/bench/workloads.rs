@@ -180,7 +180,12 @@ fn compile_c(bench_dir: &Path, name: &str, source: &str) -> Result<PathBuf> {
             .arg(&bin)
             .arg(&src),
     )
-    .with_context(|| format!("compiling {} failed (is build-essential installed?)", src.display()))?;
+    .with_context(|| {
+        format!(
+            "compiling {} failed (is build-essential installed?)",
+            src.display()
+        )
+    })?;
     Ok(bin)
 }
 
@@ -253,13 +258,26 @@ fn download(url: &str, dest: &Path) -> Result<()> {
     println!("[bench] build: downloading {url}");
     util::run_streaming(
         Command::new("curl")
-            .args(["--fail", "--silent", "--show-error", "--location", "--retry", "3", "-o"])
+            .args([
+                "--fail",
+                "--silent",
+                "--show-error",
+                "--location",
+                "--retry",
+                "3",
+                "-o",
+            ])
             .arg(&partial)
             .arg(url),
     )
     .with_context(|| format!("downloading {url} failed"))?;
-    fs::rename(&partial, dest)
-        .with_context(|| format!("failed to rename {} to {}", partial.display(), dest.display()))
+    fs::rename(&partial, dest).with_context(|| {
+        format!(
+            "failed to rename {} to {}",
+            partial.display(),
+            dest.display()
+        )
+    })
 }
 
 /// Checks `file` against the checksum the crates.io index publishes for it.

@@ -1,0 +1,608 @@
+//! Benchmark results: the raw timings and supervisor statistics of each workload, their
+//! medians and ratios, the target bars, the printed table and `results.json`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Leg, Workload};
+
+/// Largest acceptable sandbox overhead on the ripgrep build, in percent.
+const BUILD_OVERHEAD_BAR_PCT: f64 = 3.0;
+/// Largest acceptable sandbox overhead on the open loop, in percent.
+const OPEN_OVERHEAD_BAR_PCT: f64 = 25.0;
+/// `agent-sandbox run -- true` must take less than this, end to end.
+const TRUE_MEDIAN_BAR_MS: f64 = 150.0;
+/// The supervisor's peak RSS during the build must stay below this (40 MiB).
+const RSS_BAR_KB: u64 = 40 * 1024;
+
+/// The machine the numbers were taken on.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    nproc: usize,
+    kernel: String,
+    cpu_model: Option<String>,
+    mem_total_mib: Option<u64>,
+}
+
+impl Machine {
+    /// Reads what is cheap to know from /proc.
+    pub fn detect() -> Machine {
+        let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".to_owned());
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = proc_field(&cpuinfo, "model name").map(str::to_owned);
+        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_total_mib = proc_field(&meminfo, "MemTotal")
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb / 1024);
+        Machine {
+            nproc,
+            kernel,
+            cpu_model,
+            mem_total_mib,
+        }
+    }
+
+    /// The header line printed before the first workload.
+    pub fn summary(&self) -> String {
+        let mut line = format!("machine: nproc {}, kernel {}", self.nproc, self.kernel);
+        if let Some(cpu) = &self.cpu_model {
+            line.push_str(&format!(", {cpu}"));
+        }
+        if let Some(mib) = self.mem_total_mib {
+            line.push_str(&format!(", {mib} MiB RAM"));
+        }
+        line
+    }
+}
+
+/// The value of the first `key : value` line of a /proc file.
+fn proc_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+/// The statistics the supervisor wrote (`--stats-json`) after one sandboxed rep.
+#[derive(Debug, Serialize)]
+pub struct RepStats {
+    rep: u32,
+    file: PathBuf,
+    /// The object as written, kept whole so results.json loses nothing the supervisor reported.
+    stats: Option<Value>,
+    /// Why there are no statistics for this rep.
+    pub error: Option<String>,
+}
+
+impl RepStats {
+    /// Reads and parses the statistics file of `rep`.
+    pub fn read(rep: u32, file: &Path) -> RepStats {
+        let parsed = fs::read_to_string(file)
+            .map_err(|err| format!("cannot read {}: {err}", file.display()))
+            .and_then(|text| {
+                serde_json::from_str::<Value>(&text)
+                    .map_err(|err| format!("cannot parse {}: {err}", file.display()))
+            })
+            .and_then(|value| {
+                if value.is_object() {
+                    Ok(value)
+                } else {
+                    Err(format!("{} is not a JSON object", file.display()))
+                }
+            });
+        let (stats, error) = match parsed {
+            Ok(value) => (Some(value), None),
+            Err(err) => (None, Some(err)),
+        };
+        RepStats {
+            rep,
+            file: file.to_path_buf(),
+            stats,
+            error,
+        }
+    }
+
+    /// Events the supervisor lost: `lost_total`, or the sum of the `lost` counters.
+    fn lost_total(&self) -> Option<u64> {
+        let stats = self.stats.as_ref()?;
+        stats["lost_total"].as_u64().or_else(|| {
+            stats["lost"]
+                .as_object()
+                .map(|lost| lost.values().filter_map(Value::as_u64).sum())
+        })
+    }
+
+    fn peak_rss_kb(&self) -> Option<u64> {
+        self.stats.as_ref()?["peak_rss_kb"].as_u64()
+    }
+
+    /// `exec=12 open=3400 …`, for the printed table.
+    fn events_summary(&self) -> Option<String> {
+        let events = self.stats.as_ref()?["events"].as_object()?;
+        Some(
+            events
+                .iter()
+                .map(|(kind, n)| format!("{kind}={}", n.as_u64().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    }
+}
+
+/// What measuring one workload produced, before any summarizing.
+#[derive(Debug)]
+pub struct WorkloadRun {
+    workload: Workload,
+    description: String,
+    reps_planned: u32,
+    /// Rounds in which every leg ran.
+    pub reps_completed: u32,
+    /// Wall-clock milliseconds per leg, in rep order.
+    pub raw_ms: BTreeMap<Leg, Vec<f64>>,
+    /// One entry per sandboxed rep.
+    pub supervisor_stats: Vec<RepStats>,
+    error: Option<String>,
+}
+
+impl WorkloadRun {
+    /// An empty run of `workload`, `reps_planned` timed reps per leg.
+    pub fn new(workload: Workload, description: String, reps_planned: u32) -> WorkloadRun {
+        WorkloadRun {
+            workload,
+            description,
+            reps_planned,
+            reps_completed: 0,
+            raw_ms: BTreeMap::new(),
+            supervisor_stats: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Marks the run as failed, keeping what it measured.
+    pub fn failed(mut self, error: String) -> WorkloadRun {
+        self.error = Some(error);
+        self
+    }
+}
+
+/// Timings of one leg of one workload.
+#[derive(Debug, Serialize)]
+struct LegSummary {
+    /// Every timed rep, in order (interleaved with the other legs).
+    raw_ms: Vec<f64>,
+    median_ms: Option<f64>,
+    min_ms: Option<f64>,
+    max_ms: Option<f64>,
+}
+
+impl LegSummary {
+    fn new(raw_ms: Vec<f64>) -> LegSummary {
+        let min_ms = raw_ms.iter().copied().reduce(f64::min);
+        let max_ms = raw_ms.iter().copied().reduce(f64::max);
+        LegSummary {
+            median_ms: median(&raw_ms),
+            min_ms,
+            max_ms,
+            raw_ms,
+        }
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// One target the results are held against.
+#[derive(Debug, Serialize)]
+struct Bar {
+    what: String,
+    measured: Option<String>,
+    /// `None` when it was not measured (the sandbox leg was not run).
+    pass: Option<bool>,
+}
+
+impl Bar {
+    fn verdict(&self) -> &'static str {
+        match self.pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "not measured",
+        }
+    }
+}
+
+/// The summary of one workload, as printed and as written to results.json.
+#[derive(Debug, Serialize)]
+struct WorkloadReport {
+    workload: Workload,
+    description: String,
+    reps_planned: u32,
+    reps_completed: u32,
+    legs: BTreeMap<Leg, LegSummary>,
+    sandbox_over_bare: Option<f64>,
+    strace_over_bare: Option<f64>,
+    sandbox_overhead_pct: Option<f64>,
+    strace_overhead_pct: Option<f64>,
+    /// Largest `lost_total` over the sandboxed reps.
+    lost_total_max: Option<u64>,
+    /// Largest supervisor peak RSS over the sandboxed reps.
+    peak_rss_kb_max: Option<u64>,
+    /// Sandboxed reps after which no readable statistics file was found.
+    stats_missing: usize,
+    supervisor_stats: Vec<RepStats>,
+    bars: Vec<Bar>,
+    error: Option<String>,
+}
+
+impl WorkloadReport {
+    fn new(run: WorkloadRun, sandbox_selected: bool) -> WorkloadReport {
+        let legs: BTreeMap<Leg, LegSummary> = run
+            .raw_ms
+            .into_iter()
+            .map(|(leg, raw)| (leg, LegSummary::new(raw)))
+            .collect();
+        let median_of = |leg: Leg| legs.get(&leg).and_then(|s| s.median_ms);
+        let ratio = |leg: Leg| match (median_of(leg), median_of(Leg::Bare)) {
+            (Some(m), Some(bare)) if bare > 0.0 => Some(m / bare),
+            _ => None,
+        };
+        let sandbox_over_bare = ratio(Leg::Sandbox);
+        let strace_over_bare = ratio(Leg::Strace);
+        let lost_total_max = run
+            .supervisor_stats
+            .iter()
+            .filter_map(RepStats::lost_total)
+            .max();
+        let peak_rss_kb_max = run
+            .supervisor_stats
+            .iter()
+            .filter_map(RepStats::peak_rss_kb)
+            .max();
+        let stats_missing = run
+            .supervisor_stats
+            .iter()
+            .filter(|s| s.stats.is_none())
+            .count();
+
+        let mut report = WorkloadReport {
+            workload: run.workload,
+            description: run.description,
+            reps_planned: run.reps_planned,
+            reps_completed: run.reps_completed,
+            sandbox_over_bare,
+            strace_over_bare,
+            sandbox_overhead_pct: sandbox_over_bare.map(|r| (r - 1.0) * 100.0),
+            strace_overhead_pct: strace_over_bare.map(|r| (r - 1.0) * 100.0),
+            lost_total_max,
+            peak_rss_kb_max,
+            stats_missing,
+            supervisor_stats: run.supervisor_stats,
+            bars: Vec::new(),
+            error: run.error,
+            legs,
+        };
+        report.bars = report.bars(sandbox_selected);
+        report
+    }
+
+    /// The targets of this workload. A bar whose measurement is missing although the sandbox
+    /// leg was selected fails: a crash or a missing statistics file is no pass.
+    fn bars(&self, sandbox_selected: bool) -> Vec<Bar> {
+        let judge = |what: String, measured: Option<(String, bool)>| Bar {
+            what,
+            pass: sandbox_selected.then(|| measured.as_ref().is_some_and(|(_, ok)| *ok)),
+            measured: measured.map(|(m, _)| m),
+        };
+        let overhead = |limit: f64| {
+            judge(
+                format!("sandbox overhead <= {limit}%"),
+                self.sandbox_overhead_pct
+                    .map(|pct| (format!("{pct:+.1}%"), pct <= limit)),
+            )
+        };
+        // Every sandboxed rep must have reported, or a lossy rep could hide behind a silent one.
+        let complete_stats = self.stats_missing == 0 && self.reps_completed > 0;
+        match self.workload {
+            Workload::Open => vec![overhead(OPEN_OVERHEAD_BAR_PCT)],
+            Workload::Forkexec => Vec::new(),
+            Workload::Build => vec![
+                overhead(BUILD_OVERHEAD_BAR_PCT),
+                judge(
+                    "events lost = 0".to_owned(),
+                    self.lost_total_max
+                        .filter(|_| complete_stats)
+                        .map(|lost| (lost.to_string(), lost == 0)),
+                ),
+                judge(
+                    format!("supervisor peak RSS < {} MiB", RSS_BAR_KB / 1024),
+                    self.peak_rss_kb_max
+                        .filter(|_| complete_stats)
+                        .map(|kb| (mib(kb), kb < RSS_BAR_KB)),
+                ),
+            ],
+            Workload::True => vec![judge(
+                format!("sandbox median < {TRUE_MEDIAN_BAR_MS} ms"),
+                self.legs
+                    .get(&Leg::Sandbox)
+                    .and_then(|s| s.median_ms)
+                    .map(|ms| (format!("{ms:.1} ms"), ms < TRUE_MEDIAN_BAR_MS)),
+            )],
+        }
+    }
+}
+
+fn mib(kb: u64) -> String {
+    let mib = kb as f64 / 1024.0;
+    format!("{mib:.1} MiB")
+}
+
+/// Everything one `cargo xtask bench` measured; serialized as target/bench/results.json.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    generated_unix_secs: u64,
+    machine: Machine,
+    quick: bool,
+    legs: Vec<Leg>,
+    supervisor: PathBuf,
+    workloads: Vec<WorkloadReport>,
+}
+
+impl Report {
+    /// Summarizes the runs.
+    pub fn new(
+        machine: Machine,
+        quick: bool,
+        legs: &[Leg],
+        supervisor: &Path,
+        runs: Vec<WorkloadRun>,
+    ) -> Report {
+        let sandbox_selected = legs.contains(&Leg::Sandbox);
+        Report {
+            generated_unix_secs: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            machine,
+            quick,
+            legs: legs.to_vec(),
+            supervisor: supervisor.to_path_buf(),
+            workloads: runs
+                .into_iter()
+                .map(|run| WorkloadReport::new(run, sandbox_selected))
+                .collect(),
+        }
+    }
+
+    /// Whether every workload ran all its reps.
+    pub fn all_ran(&self) -> bool {
+        self.workloads.iter().all(|w| w.error.is_none())
+    }
+
+    /// Prints the timing table, the supervisor statistics and the bars.
+    pub fn print(&self) {
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        let ratio = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}x"));
+        let pct = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:+.1}%"));
+
+        println!();
+        println!("[bench] medians of the timed reps, wall-clock ms (legs interleaved per rep)");
+        println!(
+            "{:<9} {:>5} {:>11} {:>11} {:>11} {:>13} {:>12} {:>9}",
+            "workload",
+            "reps",
+            "bare",
+            "sandbox",
+            "strace",
+            "sandbox/bare",
+            "strace/bare",
+            "overhead"
+        );
+        for w in &self.workloads {
+            let median_of = |leg: Leg| w.legs.get(&leg).and_then(|s| s.median_ms);
+            println!(
+                "{:<9} {:>5} {:>11} {:>11} {:>11} {:>13} {:>12} {:>9}",
+                w.workload.name(),
+                format!("{}/{}", w.reps_completed, w.reps_planned),
+                ms(median_of(Leg::Bare)),
+                ms(median_of(Leg::Sandbox)),
+                ms(median_of(Leg::Strace)),
+                ratio(w.sandbox_over_bare),
+                ratio(w.strace_over_bare),
+                pct(w.sandbox_overhead_pct),
+            );
+        }
+
+        if self.legs.contains(&Leg::Sandbox) {
+            println!();
+            println!("[bench] supervisor statistics (worst sandboxed rep; events of the last rep)");
+            println!(
+                "{:<9} {:>12} {:>14}  events",
+                "workload", "lost events", "peak RSS"
+            );
+            for w in &self.workloads {
+                let events = w
+                    .supervisor_stats
+                    .iter()
+                    .rev()
+                    .find_map(RepStats::events_summary)
+                    .unwrap_or_else(|| "-".to_owned());
+                let mut missing = String::new();
+                if w.stats_missing > 0 {
+                    missing = format!(
+                        "  (no statistics from {} of {} reps)",
+                        w.stats_missing,
+                        w.supervisor_stats.len()
+                    );
+                }
+                println!(
+                    "{:<9} {:>12} {:>14}  {events}{missing}",
+                    w.workload.name(),
+                    w.lost_total_max.map_or("-".to_owned(), |n| n.to_string()),
+                    w.peak_rss_kb_max.map_or("-".to_owned(), mib),
+                );
+            }
+        }
+
+        println!();
+        println!("[bench] bars (informational: they do not change the exit status)");
+        for w in &self.workloads {
+            for bar in &w.bars {
+                println!(
+                    "  {:<9} {:<32} {:>12}  {}",
+                    w.workload.name(),
+                    bar.what,
+                    bar.measured.as_deref().unwrap_or("-"),
+                    bar.verdict()
+                );
+            }
+        }
+        if self.workloads.iter().any(|w| w.reps_planned < 3) {
+            println!(
+                "  (a median of fewer than 3 reps is noise-prone: treat those verdicts as a smoke test)"
+            );
+        }
+
+        for w in &self.workloads {
+            if let Some(err) = &w.error {
+                println!();
+                println!("[bench] {} FAILED: {err}", w.workload.name());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn proc_fields() {
+        let meminfo = "MemTotal:        4028440 kB\nMemFree:  1 kB\n";
+        assert_eq!(proc_field(meminfo, "MemTotal"), Some("4028440 kB"));
+        let cpuinfo = "processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\n";
+        assert_eq!(proc_field(cpuinfo, "model name"), Some("Some CPU @ 2.0GHz"));
+        assert_eq!(proc_field(cpuinfo, "flags"), None);
+    }
+
+    fn stats(rep: u32, value: Option<Value>) -> RepStats {
+        RepStats {
+            rep,
+            file: PathBuf::from("/x.json"),
+            error: value.is_none().then(|| "missing".to_owned()),
+            stats: value,
+        }
+    }
+
+    #[test]
+    fn stats_fields() {
+        let full = stats(
+            1,
+            Some(
+                json!({"events": {"exec": 2, "open": 5}, "lost": {"exec": 0, "open": 3},
+                        "lost_total": 3, "peak_rss_kb": 2048}),
+            ),
+        );
+        assert_eq!(full.lost_total(), Some(3));
+        assert_eq!(full.peak_rss_kb(), Some(2048));
+        assert_eq!(full.events_summary().as_deref(), Some("exec=2 open=5"));
+        let no_total = stats(2, Some(json!({"lost": {"exec": 1, "open": 3}})));
+        assert_eq!(no_total.lost_total(), Some(4));
+        assert_eq!(no_total.peak_rss_kb(), None);
+        assert_eq!(stats(3, None).lost_total(), None);
+    }
+
+    #[test]
+    fn stats_file_is_read() -> anyhow::Result<()> {
+        let path = std::env::temp_dir().join(format!("xtask-stats-{}.json", std::process::id()));
+        fs::write(&path, r#"{"lost_total": 0, "peak_rss_kb": 100}"#)?;
+        let ok = RepStats::read(1, &path);
+        assert!(ok.error.is_none());
+        assert_eq!(ok.lost_total(), Some(0));
+        fs::write(&path, "[1]")?;
+        assert!(RepStats::read(1, &path).error.is_some());
+        fs::remove_file(&path)?;
+        assert!(RepStats::read(1, &path).error.is_some());
+        Ok(())
+    }
+
+    fn build_run(bare: &[f64], sandbox: &[f64], stats: Vec<RepStats>) -> WorkloadRun {
+        let mut run = WorkloadRun::new(Workload::Build, String::new(), 3);
+        run.reps_completed = 3;
+        run.raw_ms.insert(Leg::Bare, bare.to_vec());
+        run.raw_ms.insert(Leg::Sandbox, sandbox.to_vec());
+        run.supervisor_stats = stats;
+        run
+    }
+
+    #[test]
+    fn build_bars() {
+        let good = |rep| stats(rep, Some(json!({"lost_total": 0, "peak_rss_kb": 30000})));
+        let run = build_run(
+            &[100.0, 100.0, 100.0],
+            &[102.0, 101.0, 150.0],
+            vec![good(1), good(2), good(3)],
+        );
+        let report = WorkloadReport::new(run, true);
+        assert_eq!(report.sandbox_over_bare, Some(1.02));
+        let verdicts: Vec<_> = report.bars.iter().map(|b| b.pass).collect();
+        assert_eq!(verdicts, [Some(true), Some(true), Some(true)]);
+
+        // a rep without statistics fails the loss and RSS bars
+        let run = build_run(
+            &[100.0, 100.0, 100.0],
+            &[110.0, 110.0, 110.0],
+            vec![good(1), stats(2, None), good(3)],
+        );
+        let report = WorkloadReport::new(run, true);
+        let verdicts: Vec<_> = report.bars.iter().map(|b| b.pass).collect();
+        assert_eq!(verdicts, [Some(false), Some(false), Some(false)]);
+
+        // without the sandbox leg nothing is judged
+        let run = build_run(&[100.0], &[], Vec::new());
+        let report = WorkloadReport::new(run, false);
+        assert!(report.bars.iter().all(|b| b.pass.is_none()));
+    }
+
+    #[test]
+    fn report_serializes_leg_keys_as_names() -> anyhow::Result<()> {
+        let run = build_run(&[1.0], &[2.0], Vec::new());
+        let report = Report::new(
+            Machine::detect(),
+            true,
+            &[Leg::Bare, Leg::Sandbox],
+            Path::new("/sup"),
+            vec![run],
+        );
+        let json: Value = serde_json::to_value(&report)?;
+        assert_eq!(
+            json["workloads"][0]["legs"]["sandbox"]["median_ms"],
+            json!(2.0)
+        );
+        assert_eq!(json["workloads"][0]["workload"], json!("build"));
+        Ok(())
+    }
+}
