@@ -307,11 +307,18 @@ struct Proc {
     ppid: u32,
 }
 
+/// Exited processes remembered for the ancestry of their descendants (a daemon's intermediate
+/// parent exits before the daemon does anything); the oldest are forgotten beyond this.
+const MAX_EXITED: usize = 65_536;
+
 /// The session's process tree, built from fork events, so that every event can name its parent
 /// and ancestry (the probes cannot read `task->real_parent` without hard-coded offsets).
+/// Ancestry is the creation lineage: a process re-parented to init still lists the processes
+/// that created it.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
     procs: HashMap<u32, Proc>,
+    exited: std::collections::VecDeque<u32>,
 }
 
 impl ProcessTable {
@@ -346,10 +353,17 @@ impl ProcessTable {
         }
     }
 
-    /// Forgets a process; call after rendering its exit event.
+    /// Notes an exit; the entry stays (bounded by `MAX_EXITED`) for descendants' ancestry
+    /// until its pid is reused by a new fork.
     pub fn forget(&mut self, ev: &Event) {
-        if ev.kind == EventKind::Exit {
-            self.procs.remove(&ev.pid);
+        if ev.kind != EventKind::Exit {
+            return;
+        }
+        self.exited.push_back(ev.pid);
+        if self.exited.len() > MAX_EXITED
+            && let Some(old) = self.exited.pop_front()
+        {
+            self.procs.remove(&old);
         }
     }
 }

@@ -185,3 +185,30 @@ pub fn reclaim_tty(tty: RawFd) {
         libc::signal(libc::SIGTTOU, old);
     }
 }
+
+/// Finds `program` the way a shell would: as given when it contains a slash, else in the first
+/// `PATH` directory that holds an executable regular file of that name. `None` means "command
+/// not found" (exit 127). Resolving here, instead of letting execvp search, keeps an
+/// unreadable directory in PATH from turning "not found" into "permission denied".
+pub fn resolve_command(program: &std::ffi::OsStr, env: &[(OsString, OsString)]) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    if program.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(program));
+    }
+    if program.is_empty() {
+        return None;
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|cand| {
+            std::fs::metadata(cand)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}

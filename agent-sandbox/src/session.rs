@@ -260,10 +260,21 @@ async fn supervise(
     let reader_sink = sink;
     let reader = tokio::spawn(read_events(ring, reader_sink, stop_rx));
 
-    let mut cmd = tokio::process::Command::new(&opts.command[0]);
-    cmd.args(&opts.command[1..])
+    let env = identity.environment();
+    let Some(program) = launch::resolve_command(&opts.command[0], &env) else {
+        let _ = stop_tx.send(());
+        let sink = reader.await.context("event reader task")??;
+        eprintln!(
+            "agent-sandbox: {}: command not found",
+            opts.command[0].to_string_lossy()
+        );
+        return Ok((127, sink));
+    };
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.arg0(&opts.command[0])
+        .args(&opts.command[1..])
         .env_clear()
-        .envs(identity.environment());
+        .envs(env);
     // SAFETY: `apply` only makes async-signal-safe system calls on data prepared before fork.
     unsafe {
         cmd.pre_exec(move || setup.apply());

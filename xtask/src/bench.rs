@@ -353,7 +353,8 @@ fn timed_run(argv: &[OsString], prepared: &Prepared, stderr_log: &Path) -> Resul
             tail(stderr_log, 30)
         );
     }
-    Ok(elapsed.as_secs_f64() * 1000.0)
+    // microsecond resolution: finer digits would only be noise in results.json
+    Ok(elapsed.as_micros() as f64 / 1000.0)
 }
 
 /// The last `lines` lines of a file, for error messages.

@@ -403,7 +403,7 @@ impl Report {
         println!();
         println!("[bench] medians of the timed reps, wall-clock ms (legs interleaved per rep)");
         println!(
-            "{:<9} {:>5} {:>11} {:>11} {:>11} {:>13} {:>12} {:>9}",
+            "{:<9} {:>5} {:>11} {:>11} {:>11} {:>13} {:>12} {:>10}",
             "workload",
             "reps",
             "bare",
@@ -416,7 +416,7 @@ impl Report {
         for w in &self.workloads {
             let median_of = |leg: Leg| w.legs.get(&leg).and_then(|s| s.median_ms);
             println!(
-                "{:<9} {:>5} {:>11} {:>11} {:>11} {:>13} {:>12} {:>9}",
+                "{:<9} {:>5} {:>11} {:>11} {:>11} {:>13} {:>12} {:>10}",
                 w.workload.name(),
                 format!("{}/{}", w.reps_completed, w.reps_planned),
                 ms(median_of(Leg::Bare)),

@@ -1,0 +1,166 @@
+//! Shared helpers of the end-to-end tests. They run the real supervisor, as root, on real
+//! programs; a test that cannot get root fails (it never passes silently).
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The supervisor binary built for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_agent-sandbox");
+
+/// Uid the agent runs as in tests.
+pub const NOBODY: u32 = 65534;
+
+/// Panics unless the test runs as root: these tests need the real kernel features.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the end-to-end tests need root (cgroups, eBPF); run `cargo xtask test` as root"
+    );
+}
+
+/// A scratch directory the unprivileged agent can use, removed on drop.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    /// Creates `target/e2e/<name>-<pid>-<n>` owned by `nobody`.
+    pub fn new(name: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
+        let dir = base.join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        // Every ancestor must be traversable by nobody.
+        let mut p = dir.clone();
+        while let Some(parent) = p.parent() {
+            if parent.as_os_str().is_empty() || parent == Path::new("/") {
+                break;
+            }
+            if let Ok(meta) = fs::metadata(parent) {
+                let mode = meta.permissions().mode();
+                if mode & 0o001 == 0 {
+                    let _ = fs::set_permissions(parent, fs::Permissions::from_mode(mode | 0o011));
+                }
+            }
+            p = parent.to_path_buf();
+        }
+        std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).expect("chown scratch dir");
+        Self { dir }
+    }
+
+    /// A path inside the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `agent-sandbox run` with the given options, as a command ready to spawn.
+pub fn sandbox(opts: &[&str], cmd: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("run").args(opts).arg("--").args(cmd);
+    c
+}
+
+/// Runs to completion with a deadline, killing the supervisor (by pid) if it overruns.
+pub fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent-sandbox");
+    wait_output(child, deadline)
+}
+
+/// Waits for a spawned supervisor with a deadline.
+pub fn wait_output(child: Child, deadline: Duration) -> Output {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(out) => out.expect("wait for agent-sandbox"),
+        Err(_) => {
+            // SAFETY: kill(2) of the supervisor this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("agent-sandbox (pid {pid}) did not finish within {deadline:?}");
+        }
+    }
+}
+
+/// Parses a JSON Lines events file.
+pub fn read_events(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading events {}: {e}", path.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// Events of one kind.
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// The argv of an exec event as strings.
+pub fn argv(ev: &Value) -> Vec<String> {
+    ev["fields"]["argv"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The session cgroup directory named by the session_start record.
+pub fn session_cgroup(events: &[Value]) -> PathBuf {
+    let start = events
+        .iter()
+        .find(|e| e["kind"] == "session_start")
+        .expect("session_start record");
+    PathBuf::from(start["cgroup"].as_str().expect("cgroup path"))
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}

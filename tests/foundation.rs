@@ -1,0 +1,578 @@
+//! End-to-end tests of the foundation: `agent-sandbox run` puts a real process tree in a
+//! session cgroup under eBPF observation, runs it unprivileged, forwards signals, and leaves
+//! nothing behind.
+
+mod common;
+
+use std::fs;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn exec_with_argv<'a>(events: &'a [Value], want: &[&str]) -> &'a Value {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "exec")
+        .find(|e| argv(e) == want)
+        .unwrap_or_else(|| {
+            let seen: Vec<Vec<String>> = of_kind(events, "exec").into_iter().map(argv).collect();
+            panic!("no exec with argv {want:?}; saw {seen:?}")
+        })
+}
+
+fn pid_of(ev: &Value) -> u64 {
+    ev["pid"].as_u64().expect("pid")
+}
+
+fn ancestry(ev: &Value) -> Vec<u64> {
+    ev["ancestry"]
+        .as_array()
+        .expect("ancestry")
+        .iter()
+        .map(|v| v.as_u64().expect("pid"))
+        .collect()
+}
+
+/// A bash script runs a pipeline, opens and deletes files, connects to a loopback listener and
+/// starts a double-forking, setsid daemon. Every action is observed with the right pid, argv
+/// and ancestry; the daemon stays in the session cgroup and is killed at the end; a process
+/// outside the session produces no events.
+#[test]
+fn observes_a_real_process_tree() {
+    require_root();
+    let s = Scratch::new("tree");
+    let events_path = s.path("events.jsonl");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback listener");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut buf = String::new();
+        let _ = conn.read_to_string(&mut buf);
+        buf
+    });
+    let listener6 = TcpListener::bind("[::1]:0").expect("bind IPv6 loopback listener");
+    let port6 = listener6.local_addr().expect("addr").port();
+    let accepted6 = std::thread::spawn(move || {
+        let (mut conn, _) = listener6.accept().expect("accept");
+        let mut buf = String::new();
+        let _ = conn.read_to_string(&mut buf);
+        buf
+    });
+
+    let work = s.dir.display().to_string();
+    let script = format!(
+        r#"set -e
+cd {work}
+echo hello > input.txt
+cat input.txt | tr a-z A-Z | wc -c > count.txt
+exec 3<>/dev/tcp/127.0.0.1/{port}
+echo ping >&3
+exec 3>&-
+exec 4<>/dev/tcp/::1/{port6}
+echo ping6 >&4
+exec 4>&-
+rm -f input.txt
+mv count.txt moved.txt
+/usr/bin/python3 -c '
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/bin/sleep", ["sleep", "300"])
+    os._exit(0)
+os.wait()
+'
+for i in $(seq 500); do pgrep -f "^sleep 300$" -u nobody >/dev/null && break; sleep 0.01; done
+pgrep -n -f "^sleep 300$" -u nobody > daemon.pid
+cat /proc/$(cat daemon.pid)/cgroup > daemon.cgroup
+touch ready
+for i in $(seq 1000); do [ -e go ] && break; sleep 0.01; done
+"#
+    );
+    fs::write(s.path("script.sh"), script).expect("write script");
+    fs::set_permissions(s.path("script.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let child = sandbox(
+        &[
+            "--user",
+            "nobody",
+            "--grace",
+            "0.2",
+            "--events",
+            events_path.to_str().expect("utf8"),
+        ],
+        &["/bin/bash", s.path("script.sh").to_str().expect("utf8")],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+
+    // While the session runs, a process outside it opens a marker path: it must not show up.
+    assert!(
+        wait_until(LONG, || s.path("ready").exists()),
+        "script never got ready"
+    );
+    let marker = s.path("outside-marker-7d3f");
+    let _ = Command::new("/bin/cat")
+        .arg(&marker)
+        .stderr(Stdio::null())
+        .status();
+    fs::write(s.path("go"), "").expect("write go");
+
+    let out = wait_output(child, LONG);
+    assert!(
+        out.status.success(),
+        "sandboxed script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(accepted.join().expect("listener thread"), "ping\n");
+    assert_eq!(accepted6.join().expect("listener thread"), "ping6\n");
+    let events = read_events(&events_path);
+
+    // The script itself, then the pipeline: each a child of the script's bash.
+    let script_ev = exec_with_argv(
+        &events,
+        &["/bin/bash", s.path("script.sh").to_str().unwrap()],
+    );
+    let bash = pid_of(script_ev);
+    assert_eq!(script_ev["uid"], NOBODY);
+    assert_eq!(script_ev["fields"]["ret"], 0);
+    let supervisor = script_ev["ppid"].as_u64().expect("ppid");
+    assert_eq!(ancestry(script_ev), vec![supervisor]);
+    for want in [
+        &["tr", "a-z", "A-Z"][..],
+        &["wc", "-c"],
+        &["cat", "input.txt"],
+        &["rm", "-f", "input.txt"],
+    ] {
+        let ev = exec_with_argv(&events, want);
+        assert_eq!(ev["ppid"], bash, "{want:?} should be a child of the script");
+        assert_eq!(ancestry(ev), vec![bash, supervisor], "{want:?}");
+    }
+
+    // Opens: the redirect in the script and cat's read, with paths as given.
+    let opens = of_kind(&events, "open");
+    assert!(
+        opens.iter().any(|e| pid_of(e) == bash
+            && e["fields"]["path"] == "input.txt"
+            && e["fields"]["flags"]
+                .as_str()
+                .unwrap_or("")
+                .contains("O_CREAT")),
+        "bash's `> input.txt` open not observed"
+    );
+    let cat = pid_of(exec_with_argv(&events, &["cat", "input.txt"]));
+    assert!(
+        opens
+            .iter()
+            .any(|e| pid_of(e) == cat && e["fields"]["path"] == "input.txt")
+    );
+
+    // The connect to the loopback listener, by the script's bash.
+    let connects = of_kind(&events, "connect");
+    assert!(
+        connects.iter().any(|e| pid_of(e) == bash
+            && e["fields"]["family"] == "inet"
+            && e["fields"]["address"] == "127.0.0.1"
+            && e["fields"]["port"] == port),
+        "connect to 127.0.0.1:{port} not observed: {connects:?}"
+    );
+    assert!(
+        connects.iter().any(|e| pid_of(e) == bash
+            && e["fields"]["family"] == "inet6"
+            && e["fields"]["address"] == "::1"
+            && e["fields"]["port"] == port6),
+        "connect to [::1]:{port6} not observed: {connects:?}"
+    );
+
+    // Deletion and rename, by the processes that did them.
+    let rm = pid_of(exec_with_argv(&events, &["rm", "-f", "input.txt"]));
+    let path_ops = of_kind(&events, "path_op");
+    assert!(
+        path_ops
+            .iter()
+            .any(|e| pid_of(e) == rm && e["fields"]["path"] == "input.txt")
+    );
+    let mv = pid_of(exec_with_argv(&events, &["mv", "count.txt", "moved.txt"]));
+    assert!(path_ops.iter().any(|e| pid_of(e) == mv
+        && e["fields"]["path"] == "count.txt"
+        && e["fields"]["target"] == "moved.txt"));
+
+    // The daemon: exec'd by a grandchild of python that called setsid; its ancestry still
+    // leads back through python to the script.
+    let daemon: u64 = fs::read_to_string(s.path("daemon.pid"))
+        .expect("daemon.pid")
+        .trim()
+        .parse()
+        .expect("daemon pid");
+    let sleep_ev = exec_with_argv(&events, &["sleep", "300"]);
+    assert_eq!(pid_of(sleep_ev), daemon);
+    let python = pid_of(
+        of_kind(&events, "exec")
+            .into_iter()
+            .find(|e| argv(e).first().map(String::as_str) == Some("/usr/bin/python3"))
+            .expect("python exec"),
+    );
+    let chain = ancestry(sleep_ev);
+    assert_eq!(
+        chain.len(),
+        4,
+        "sleep <- intermediate <- python <- bash <- supervisor: {chain:?}"
+    );
+    assert_eq!(&chain[1..], &[python, bash, supervisor]);
+    assert!(
+        of_kind(&events, "fork")
+            .iter()
+            .any(|e| e["fields"]["child_pid"] == daemon)
+    );
+
+    // It was inside the session cgroup, and it is gone now, killed with the session.
+    let cgroup = session_cgroup(&events);
+    let name = cgroup.file_name().expect("name").to_str().expect("utf8");
+    let daemon_cg = fs::read_to_string(s.path("daemon.cgroup")).expect("daemon.cgroup");
+    assert!(
+        daemon_cg.contains(name),
+        "daemon was in {daemon_cg}, not in {name}"
+    );
+    assert!(
+        !alive(daemon as u32),
+        "daemon {daemon} survived the session"
+    );
+    assert!(of_kind(&events, "exit").iter().any(|e| pid_of(e) == daemon));
+    assert!(
+        !cgroup.exists(),
+        "session cgroup {} left behind",
+        cgroup.display()
+    );
+
+    // Nothing from outside the session.
+    let marker = marker.to_str().expect("utf8");
+    let leaked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.to_string().contains("outside-marker-7d3f"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "events from outside the session ({marker}): {leaked:?}"
+    );
+    assert!(
+        events.iter().all(|e| e["kind"] == "session_start"
+            || e["kind"] == "session_end"
+            || e["uid"] == NOBODY)
+    );
+
+    let end = events.last().expect("records");
+    assert_eq!(end["kind"], "session_end");
+    assert_eq!(end["lost_total"], 0);
+}
+
+#[test]
+fn exit_status_is_the_agents() {
+    require_root();
+    let out = run_with_deadline(
+        sandbox(&["--user", "nobody"], &["/bin/sh", "-c", "exit 7"]),
+        LONG,
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let out = run_with_deadline(
+        sandbox(&["--user", "nobody"], &["/bin/sh", "-c", "kill -TERM $$"]),
+        LONG,
+    );
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM));
+}
+
+/// SIGTERM and SIGINT sent to the supervisor reach the agent, and the session is cleaned up.
+#[test]
+fn forwards_signals_to_the_agent() {
+    require_root();
+    for (sig, code) in [(libc::SIGTERM, 41), (libc::SIGINT, 42), (libc::SIGHUP, 43)] {
+        let s = Scratch::new("sig");
+        let ev = s.path("events.jsonl");
+        let script = format!(
+            "trap 'exit {code}' {}; touch {}/ready; while true; do sleep 0.05; done",
+            match sig {
+                libc::SIGTERM => "TERM",
+                libc::SIGINT => "INT",
+                _ => "HUP",
+            },
+            s.dir.display()
+        );
+        let child = sandbox(
+            &["--user", "nobody", "--events", ev.to_str().expect("utf8")],
+            &["/bin/bash", "-c", &script],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+        assert!(wait_until(LONG, || s.path("ready").exists()));
+        // SAFETY: signalling the supervisor this test started.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let out = wait_output(child, LONG);
+        assert_eq!(out.status.code(), Some(code), "signal {sig} not forwarded");
+        let cg = session_cgroup(&read_events(&ev));
+        assert!(!cg.exists(), "{} left behind", cg.display());
+    }
+}
+
+/// Ctrl-C typed in a real terminal (a tmux pane) reaches the agent; the supervisor survives it,
+/// reports the agent's status and cleans up.
+#[test]
+fn ctrl_c_in_a_terminal_reaches_the_agent() {
+    require_root();
+    let s = Scratch::new("tmux");
+    let session = format!("as-test-{}", std::process::id());
+    let ev = s.path("events.jsonl");
+    let got = s.path("got-int");
+    let status = s.path("status");
+    let inner = format!(
+        "trap 'echo yes > {got}; exit 5' INT; touch {ready}; while true; do sleep 0.05; done",
+        got = got.display(),
+        ready = s.path("ready").display()
+    );
+    let shell_cmd = format!(
+        "{BIN} run --user nobody --events {ev} -- /bin/bash -c \"{inner}\"; echo $? > {status}",
+        ev = ev.display(),
+        status = status.display()
+    );
+    let ok = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "120",
+            "-y",
+            "30",
+            &shell_cmd,
+        ])
+        .status()
+        .expect("tmux available (cargo xtask setup installs it)");
+    assert!(ok.success(), "tmux new-session failed");
+    struct KillTmux(String);
+    impl Drop for KillTmux {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .status();
+        }
+    }
+    let _guard = KillTmux(session.clone());
+
+    assert!(
+        wait_until(LONG, || s.path("ready").exists()),
+        "agent never started in tmux"
+    );
+    let sent = Command::new("tmux")
+        .args(["send-keys", "-t", &session, "C-c"])
+        .status()
+        .expect("tmux send-keys");
+    assert!(sent.success());
+    assert!(
+        wait_until(LONG, || status.exists()),
+        "supervisor did not exit after Ctrl-C"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(fs::read_to_string(&got).expect("trap ran").trim(), "yes");
+    assert_eq!(fs::read_to_string(&status).expect("status").trim(), "5");
+    let cg = session_cgroup(&read_events(&ev));
+    assert!(!cg.exists(), "{} left behind", cg.display());
+}
+
+/// The agent runs as the invoking user (SUDO_UID) or --user, with that user's groups and
+/// HOME, and a setuid-root binary does not give root back.
+#[test]
+fn runs_unprivileged_without_a_way_back() {
+    require_root();
+    let out = run_with_deadline(
+        {
+            let mut c = sandbox(
+                &[],
+                &["/bin/sh", "-c", "id -u; id -g; echo $HOME; echo $USER"],
+            );
+            c.env("SUDO_UID", NOBODY.to_string())
+                .env("SUDO_GID", NOBODY.to_string());
+            c
+        },
+        LONG,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, ["65534", "65534", "/nonexistent", "nobody"]);
+
+    // A setuid-root copy of `id`: outside the sandbox it really yields euid 0 to nobody...
+    let s = Scratch::new("setuid");
+    let suid = s.path("suid-id");
+    fs::copy("/usr/bin/id", &suid).expect("copy id");
+    std::os::unix::fs::chown(&suid, Some(0), Some(0)).expect("chown");
+    fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
+    let control = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&suid)
+        .arg("-u")
+        .output()
+        .expect("setpriv");
+    assert_eq!(
+        String::from_utf8_lossy(&control.stdout).trim(),
+        "0",
+        "control: setuid works here"
+    );
+    // ...inside, no_new_privs keeps it at nobody.
+    let out = run_with_deadline(
+        sandbox(&["--user", "nobody"], &[suid.to_str().unwrap(), "-u"]),
+        LONG,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "65534");
+    let out = run_with_deadline(
+        sandbox(
+            &["--user", "nobody"],
+            &["/bin/sh", "-c", "grep NoNewPrivs /proc/self/status"],
+        ),
+        LONG,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NoNewPrivs:\t1"));
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    require_root();
+    let out = run_with_deadline(
+        {
+            let mut c = Command::new(BIN);
+            c.args(["run", "--user", "nobody"]);
+            c
+        },
+        LONG,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no command given"));
+
+    let out = run_with_deadline(
+        sandbox(&["--user", "nobody"], &["no-such-command-x1"]),
+        LONG,
+    );
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command-x1: command not found"));
+
+    let out = run_with_deadline(sandbox(&["--user", "no-such-user-x1"], &["true"]), LONG);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user `no-such-user-x1` does not exist"));
+
+    let out = run_with_deadline(
+        {
+            let mut c = sandbox(&[], &["true"]);
+            c.env_remove("SUDO_UID");
+            c
+        },
+        LONG,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--user NAME"));
+
+    // Not root: says to use sudo.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "run",
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("setpriv");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sudo"),
+        "{out:?}"
+    );
+
+    // No cgroup v2 mounted (in a private mount namespace): the error names the fix.
+    let mount = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let cg2 = mount
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .expect("a cgroup2 mount on the test machine")
+        .to_string();
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "umount -l {cg2} && exec {BIN} run --user nobody -- true"
+        ))
+        .output()
+        .expect("unshare");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no cgroup v2") && err.contains("mount -t cgroup2"),
+        "{err}"
+    );
+}
+
+/// Long argv entries and many arguments are bounded, flagged, and never lose the command.
+#[test]
+fn long_argv_is_truncated_and_flagged() {
+    require_root();
+    let s = Scratch::new("argv");
+    let ev = s.path("events.jsonl");
+    let long = "x".repeat(3000);
+    let many: Vec<String> = (0..100).map(|i| format!("a{i}")).collect();
+    let mut cmd = vec!["/bin/echo", long.as_str()];
+    cmd.extend(many.iter().map(String::as_str));
+    let out = run_with_deadline(
+        sandbox(
+            &["--user", "nobody", "--events", ev.to_str().unwrap()],
+            &cmd,
+        ),
+        LONG,
+    );
+    assert!(out.status.success());
+    let events = read_events(&ev);
+    let echo = of_kind(&events, "exec")
+        .into_iter()
+        .find(|e| e["fields"]["filename"] == "/bin/echo")
+        .expect("echo exec");
+    assert_eq!(echo["truncated"], true);
+    let a = argv(echo);
+    assert_eq!(a[0], "/bin/echo");
+    assert_eq!(a[1].len(), 1023, "an argument is cut at ARG_LEN - 1 bytes");
+    assert!(a.len() > 3 && a.len() < 100);
+    assert_eq!(a[2], "a0");
+}
+
+#[test]
+fn doctor_reports_the_kernel() {
+    require_root();
+    let out = Command::new(BIN).arg("doctor").output().expect("doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for row in [
+        "cgroup v2",
+        "bpf tracepoint",
+        "fanotify",
+        "seccomp",
+        "landlock",
+    ] {
+        assert!(text.contains(row), "doctor lacks {row}: {text}");
+    }
+    assert!(Path::new(BIN).exists());
+}
