@@ -576,3 +576,105 @@ fn doctor_reports_the_kernel() {
     }
     assert!(Path::new(BIN).exists());
 }
+
+/// With a deliberately tiny ring buffer, a burst of opens overflows it: every open is either
+/// delivered or counted as lost, per kind, in the closing record and on stderr.
+#[test]
+fn lost_events_are_counted_never_silent() {
+    require_root();
+    let s = Scratch::new("lost");
+    let ev = s.path("events.jsonl");
+    const OPENS: u64 = 100_000;
+    let script = format!(
+        "import os\nfor _ in range({OPENS}):\n    os.close(os.open('/dev/null', os.O_RDONLY))\n"
+    );
+    let out = run_with_deadline(
+        sandbox(
+            &[
+                "--user",
+                "nobody",
+                "--ringbuf-mb",
+                "1",
+                "--events",
+                ev.to_str().unwrap(),
+            ],
+            &["/usr/bin/python3", "-c", &script],
+        ),
+        LONG,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = read_events(&ev);
+    let delivered = of_kind(&events, "open")
+        .iter()
+        .filter(|e| e["fields"]["path"] == "/dev/null")
+        .count() as u64;
+    let end = events.last().expect("records");
+    assert_eq!(end["kind"], "session_end");
+    let lost_open = end["lost"]["open"].as_u64().expect("lost.open");
+    assert!(
+        delivered + lost_open >= OPENS,
+        "{delivered} delivered + {lost_open} lost < {OPENS} opens: events vanished silently"
+    );
+    assert_eq!(
+        end["events"]["open"].as_u64(),
+        Some(of_kind(&events, "open").len() as u64)
+    );
+    if lost_open > 0 {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("LOST") && err.contains("open"),
+            "loss not reported: {err}"
+        );
+    }
+}
+
+/// The events file is created outside the agent's reach: root-owned, mode 0600, even when a
+/// file of that name already existed with other owner and mode.
+#[test]
+fn events_file_is_private_to_root() {
+    use std::os::unix::fs::MetadataExt as _;
+    require_root();
+    let s = Scratch::new("private");
+    let ev = s.path("events.jsonl");
+    fs::write(&ev, "old").expect("pre-create");
+    std::os::unix::fs::chown(&ev, Some(NOBODY), Some(NOBODY)).expect("chown");
+    fs::set_permissions(&ev, fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = run_with_deadline(
+        sandbox(
+            &["--user", "nobody", "--events", ev.to_str().unwrap()],
+            &[
+                "/bin/sh",
+                "-c",
+                &format!(
+                    "cat {} >/dev/null 2>&1 && echo readable || echo refused",
+                    ev.display()
+                ),
+            ],
+        ),
+        LONG,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused");
+    let meta = fs::metadata(&ev).expect("events file");
+    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (0, 0, 0o600));
+    assert!(!fs::read_to_string(&ev).expect("read").starts_with("old"));
+
+    // A symlink planted at the events path is not followed.
+    let target = s.path("victim");
+    fs::write(&target, "keep").expect("victim");
+    let link = s.path("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let out = run_with_deadline(
+        sandbox(
+            &["--user", "nobody", "--events", link.to_str().unwrap()],
+            &["true"],
+        ),
+        LONG,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("creating events file"));
+    assert_eq!(fs::read_to_string(&target).expect("victim"), "keep");
+}
