@@ -479,13 +479,10 @@ fn try_connect(ctx: &TracePointContext) -> Result<(), i64> {
             }
             // AF_UNIX: sockaddr_un { family, path[108] }; abstract names start with NUL, so
             // copy raw bytes instead of a string.
-            1
-                if bpf_probe_read_user(sa.add(2).cast::<[u8; 108]>())
-                    .map(|p| addr[..108].copy_from_slice(&p))
-                    .is_err()
-                => {
-                    flags |= FLAG_READ_ERROR;
-                }
+            1 => match bpf_probe_read_user(sa.add(2).cast::<[u8; 108]>()) {
+                Ok(p) => addr[..108].copy_from_slice(&p),
+                Err(_) => flags |= FLAG_READ_ERROR,
+            },
             _ => {}
         }
         (*ev).addr = addr;
