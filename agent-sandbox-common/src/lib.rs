@@ -106,14 +106,14 @@ pub struct EventHeader {
     pub uid: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
-    /// Which syscall produced the event (`SYSCALL_*`), 0 where not applicable.
+    /// Which syscall produced the event (a `syscall::*` id), 0 where not applicable.
     pub syscall: u32,
     /// `task->comm` of the acting task.
     pub comm: [u8; COMM_LEN],
 }
 
-/// Syscall identifiers carried in [`EventHeader::syscall`]; our own numbering, not the
-/// architecture's syscall numbers.
+/// Syscall identifiers carried in [`EventHeader::syscall`] and stored as the values of the
+/// probes' `SYSCALLS` table; our own numbering, not the architecture's syscall numbers.
 pub mod syscall {
     pub const EXECVE: u32 = 1;
     pub const EXECVEAT: u32 = 2;
@@ -127,6 +127,8 @@ pub mod syscall {
     pub const RENAME: u32 = 10;
     pub const RENAMEAT: u32 = 11;
     pub const RENAMEAT2: u32 = 12;
+    pub const CLONE: u32 = 13;
+    pub const CLONE3: u32 = 14;
 }
 
 /// An exec attempt with its filename and argv (packed, NUL-separated).

@@ -5,13 +5,17 @@
 //! costs the event (counted in `LOST` when the ring buffer is full, flagged in the event when a
 //! user pointer cannot be read).
 //!
-//! Only tasks whose cgroup v2 ancestor at the session's level is the session cgroup produce
-//! events; everything else on the machine leaves after two helper calls.
+//! Syscalls are observed with two raw tracepoints, `sys_enter` and `sys_exit`, rather than one
+//! `syscalls/sys_enter_*` tracepoint each: a per-syscall tracepoint makes every syscall of every
+//! process on the machine build a perf record before the program can even look at it (about a
+//! quarter more time for an open+close loop outside the session), while a raw tracepoint costs
+//! one array lookup for a syscall nobody watches. The `SYSCALLS` array, filled by the
+//! supervisor from the architecture's syscall numbers, says which syscalls matter and how to
+//! read their arguments.
 //!
-//! Syscall tracepoint records have a stable layout: 8 bytes of common header, the syscall number
-//! at 8, then each argument in an 8-byte slot from offset 16. The supervisor checks that layout in
-//! the kernel's format files before it loads us. Records of other tracepoints (`sched_*`) change
-//! between kernels, so their offsets come from the `CONFIG` map.
+//! Only tasks whose cgroup v2 ancestor at the session's level is the session cgroup produce
+//! events. Records of non-syscall tracepoints (`sched_*`) change between kernels, so their
+//! offsets come from the `CONFIG` map, read by the supervisor from the kernel's format files.
 // The crate is only meaningful for the BPF target; on the host it builds as an empty program so
 // that `cargo clippy --workspace --all-targets` can check it.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -25,6 +29,8 @@ use agent_sandbox_common::{
     MAX_ARGS, OpenEvent, PathOpEvent, syscall,
 };
 use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::bpf_probe_read_kernel,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_probe_read_user,
@@ -32,9 +38,9 @@ use aya_ebpf::{
             bpf_get_current_ancestor_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_user_str,
         },
     },
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 
 /// Default ring-buffer size; the supervisor may resize it at load time (`--ringbuf-mb`).
@@ -54,15 +60,19 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 const CLONE_THREAD: u64 = 0x0001_0000;
 const AT_FDCWD: i32 = -100;
 
-/// Byte offset of syscall argument `n` in a `sys_enter_*` record.
-const fn arg(n: usize) -> usize {
-    16 + 8 * n
-}
-/// Offset of the return value in a `sys_exit_*` record.
-const RET: usize = 16;
+/// Size of the syscall-number table; x86_64 numbers stay below 512.
+const SYSCALL_SLOTS: u32 = 1024;
+/// Code segment selector of 64-bit user mode on x86_64 (`__USER_CS`); 32-bit (ia32) tasks
+/// use other numbers for the same syscalls, so their syscalls are not interpreted.
+const USER64_CS: u64 = 0x33;
 
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Syscall number -> our syscall id (`agent_sandbox_common::syscall`), 0 for syscalls we do
+/// not observe. Filled by the supervisor.
+#[map]
+static SYSCALLS: Array<u32> = Array::with_max_entries(SYSCALL_SLOTS, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
@@ -161,41 +171,131 @@ unsafe fn read_user_str<const N: usize>(dst: *mut [u8; N], src: *const u8) -> u3
 }
 
 // ---------------------------------------------------------------------------------------------
+// syscall dispatch
+
+/// Arguments of the current syscall, in order (x86_64 syscall convention: rdi, rsi, rdx, r10,
+/// r8, r9), read from the saved user registers.
+#[inline(always)]
+unsafe fn syscall_args(regs: *const pt_regs) -> [u64; 6] {
+    // SAFETY: `regs` is the tracepoint's pointer to the task's saved user registers; every read
+    // goes through the fault-tolerant kernel-read helper.
+    unsafe {
+        [
+            bpf_probe_read_kernel(&raw const (*regs).rdi).unwrap_or(0),
+            bpf_probe_read_kernel(&raw const (*regs).rsi).unwrap_or(0),
+            bpf_probe_read_kernel(&raw const (*regs).rdx).unwrap_or(0),
+            bpf_probe_read_kernel(&raw const (*regs).r10).unwrap_or(0),
+            bpf_probe_read_kernel(&raw const (*regs).r8).unwrap_or(0),
+            bpf_probe_read_kernel(&raw const (*regs).r9).unwrap_or(0),
+        ]
+    }
+}
+
+/// Our id of syscall `nr`, 0 when we do not observe it.
+#[inline(always)]
+fn lookup_syscall(nr: i64) -> u32 {
+    if !(0..SYSCALL_SLOTS as i64).contains(&nr) {
+        return 0;
+    }
+    SYSCALLS.get(nr as u32).copied().unwrap_or(0)
+}
+
+/// Whether the saved registers are those of a 64-bit task.
+#[inline(always)]
+unsafe fn is_64bit(regs: *const pt_regs) -> bool {
+    // SAFETY: fault-tolerant read of the saved code segment selector.
+    unsafe { bpf_probe_read_kernel(&raw const (*regs).cs) }.map(|cs| cs == USER64_CS) == Ok(true)
+}
+
+/// `sys_enter(struct pt_regs *regs, long id)`.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    let sc = lookup_syscall(ctx.arg::<i64>(1));
+    if sc != 0 {
+        let _ = try_sys_enter(&ctx, sc);
+    }
+    0
+}
+
+fn try_sys_enter(ctx: &RawTracePointContext, sc: u32) -> Result<(), i64> {
+    let cfg = session().ok_or(0)?;
+    let regs: *const pt_regs = ctx.arg(0);
+    // SAFETY: `regs` comes from the tracepoint.
+    if !unsafe { is_64bit(regs) } {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let a = unsafe { syscall_args(regs) };
+    match sc {
+        syscall::EXECVE | syscall::EXECVEAT => try_exec(sc, &a),
+        syscall::OPEN => open(cfg, sc, AT_FDCWD as u64, a[0], a[1] & 0xffff_ffff, a[2]),
+        syscall::OPENAT => open(cfg, sc, a[0], a[1], a[2] & 0xffff_ffff, a[3]),
+        syscall::OPENAT2 => {
+            // struct open_how { u64 flags; u64 mode; u64 resolve; }
+            let how = a[2] as *const u64;
+            // SAFETY: user memory through the fault-tolerant helper.
+            let (f, m) = unsafe {
+                (
+                    bpf_probe_read_user(how).unwrap_or(0),
+                    bpf_probe_read_user(how.add(1)).unwrap_or(0),
+                )
+            };
+            open(cfg, sc, a[0], a[1], f, m)
+        }
+        syscall::CONNECT => try_connect(cfg, a[0] as i32, a[1] as *const u8, a[2] as u32),
+        syscall::UNLINK | syscall::RMDIR => path_op(cfg, sc, [AT_FDCWD as u64, a[0], 0, 0, 0]),
+        syscall::UNLINKAT => path_op(cfg, sc, [a[0], a[1], 0, 0, a[2]]),
+        syscall::RENAME => path_op(cfg, sc, [AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0]),
+        syscall::RENAMEAT => path_op(cfg, sc, [a[0], a[1], a[2], a[3], 0]),
+        syscall::RENAMEAT2 => path_op(cfg, sc, [a[0], a[1], a[2], a[3], a[4]]),
+        syscall::CLONE => {
+            note_clone(a[0]);
+            Ok(())
+        }
+        syscall::CLONE3 => {
+            // struct clone_args starts with `u64 flags`.
+            // SAFETY: user memory through the fault-tolerant helper.
+            note_clone(unsafe { bpf_probe_read_user(a[0] as *const u64) }.unwrap_or(0));
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `sys_exit(struct pt_regs *regs, long ret)`: exec results, and open/unlink/rename events
+/// deferred at entry.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let regs: *const pt_regs = ctx.arg(0);
+    // SAFETY: fault-tolerant read of the saved syscall number.
+    let nr = unsafe { bpf_probe_read_kernel(&raw const (*regs).orig_rax) }.unwrap_or(u64::MAX);
+    let sc = lookup_syscall(nr as i64);
+    if sc != 0 {
+        let _ = try_sys_exit(sc, ctx.arg::<i64>(1));
+    }
+    0
+}
+
+fn try_sys_exit(sc: u32, ret: i64) -> Result<(), i64> {
+    match sc {
+        syscall::EXECVE | syscall::EXECVEAT => try_exec_result(sc, ret),
+        syscall::CONNECT | syscall::CLONE | syscall::CLONE3 => Ok(()),
+        _ => try_replay(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // exec
 
-#[tracepoint]
-pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    let _ = try_exec(&ctx, syscall::EXECVE, AT_FDCWD, arg(0), arg(1), None);
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    // SAFETY: reading a fixed slot of the tracepoint record.
-    let dfd = unsafe { ctx.read_at::<i64>(arg(0)) }.unwrap_or(0) as i32;
-    let _ = try_exec(&ctx, syscall::EXECVEAT, dfd, arg(1), arg(2), Some(arg(4)));
-    0
-}
-
-/// Inlined into both entry points: BPF functions take at most five arguments.
-#[inline(always)]
-fn try_exec(
-    ctx: &TracePointContext,
-    sc: u32,
-    dirfd: i32,
-    filename_off: usize,
-    argv_off: usize,
-    flags_off: Option<usize>,
-) -> Result<(), i64> {
-    session().ok_or(0)?;
-    // SAFETY: fixed slots of a syscall tracepoint record.
-    let filename: *const u8 = unsafe { ctx.read_at(filename_off) }.map_err(|e| e as i64)?;
-    let argv: *const *const u8 = unsafe { ctx.read_at(argv_off) }.map_err(|e| e as i64)?;
-    let exec_flags = match flags_off {
-        Some(off) => unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0) as u32,
-        None => 0,
+/// execve(filename, argv, envp) or execveat(dirfd, filename, argv, envp, flags).
+fn try_exec(sc: u32, a: &[u64; 6]) -> Result<(), i64> {
+    let (dirfd, filename, argv, exec_flags) = if sc == syscall::EXECVEAT {
+        (a[0] as i32, a[1], a[2], a[4])
+    } else {
+        (AT_FDCWD, a[0], a[1], 0)
     };
-
+    let filename = filename as *const u8;
+    let argv = argv as *const *const u8;
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count_lost(EventKind::Exec);
         return Err(-1);
@@ -205,7 +305,7 @@ fn try_exec(
     unsafe {
         fill_header(&raw mut (*ev).header, EventKind::Exec, sc);
         (*ev).dirfd = dirfd;
-        (*ev).exec_flags = exec_flags;
+        (*ev).exec_flags = exec_flags as u32;
         let mut flags = read_user_str(&raw mut (*ev).filename, filename);
 
         let buf = (&raw mut (*ev).argv).cast::<u8>();
@@ -247,22 +347,8 @@ fn try_exec(
     Ok(())
 }
 
-#[tracepoint]
-pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    let _ = try_exec_result(&ctx, syscall::EXECVE);
-    0
-}
-
-#[tracepoint]
-pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
-    let _ = try_exec_result(&ctx, syscall::EXECVEAT);
-    0
-}
-
-fn try_exec_result(ctx: &TracePointContext, sc: u32) -> Result<(), i64> {
+fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
     session().ok_or(0)?;
-    // SAFETY: fixed slot of a syscall exit record.
-    let ret: i64 = unsafe { ctx.read_at(RET) }.map_err(|e| e as i64)?;
     let Some(mut entry) = EVENTS.reserve::<ExecResultEvent>(0) else {
         count_lost(EventKind::ExecResult);
         return Err(-1);
@@ -280,87 +366,12 @@ fn try_exec_result(ctx: &TracePointContext, sc: u32) -> Result<(), i64> {
 // ---------------------------------------------------------------------------------------------
 // open
 
-/// Where each argument of an open-family syscall lives.
-struct OpenArgs {
-    sc: u32,
-    dirfd: Option<usize>,
-    path: usize,
-    /// Offset of the flags argument, or of the `struct open_how *` for openat2.
-    flags: usize,
-    mode: Option<usize>,
-    how: bool,
-}
-
-#[tracepoint]
-pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
-    let a = OpenArgs {
-        sc: syscall::OPEN,
-        dirfd: None,
-        path: arg(0),
-        flags: arg(1),
-        mode: Some(arg(2)),
-        how: false,
-    };
-    let _ = try_open(&ctx, &a);
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
-    let a = OpenArgs {
-        sc: syscall::OPENAT,
-        dirfd: Some(arg(0)),
-        path: arg(1),
-        flags: arg(2),
-        mode: Some(arg(3)),
-        how: false,
-    };
-    let _ = try_open(&ctx, &a);
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
-    let a = OpenArgs {
-        sc: syscall::OPENAT2,
-        dirfd: Some(arg(0)),
-        path: arg(1),
-        flags: arg(2),
-        mode: None,
-        how: true,
-    };
-    let _ = try_open(&ctx, &a);
-    0
-}
-
 #[inline(always)]
-fn try_open(ctx: &TracePointContext, a: &OpenArgs) -> Result<(), i64> {
-    let cfg = session().ok_or(0)?;
-    // SAFETY (all reads below): fixed slots of a syscall tracepoint record, or user memory read
-    // through the fault-tolerant helper.
-    let path: *const u8 = unsafe { ctx.read_at(a.path) }.map_err(|e| e as i64)?;
-    let dirfd = match a.dirfd {
-        Some(off) => unsafe { ctx.read_at::<i64>(off) }.unwrap_or(0),
-        None => AT_FDCWD as i64,
-    };
-    let (open_flags, mode) = if a.how {
-        // struct open_how { u64 flags; u64 mode; u64 resolve; }
-        let how: *const u64 = unsafe { ctx.read_at(a.flags) }.map_err(|e| e as i64)?;
-        let f = unsafe { bpf_probe_read_user(how) }.unwrap_or(0);
-        let m = unsafe { bpf_probe_read_user(how.add(1)) }.unwrap_or(0);
-        (f, m)
-    } else {
-        let f = unsafe { ctx.read_at::<u64>(a.flags) }.unwrap_or(0) & 0xffff_ffff;
-        let m = match a.mode {
-            Some(off) => unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0),
-            None => 0,
-        };
-        (f, m)
-    };
+fn open(cfg: &Config, sc: u32, dirfd: u64, path: u64, flags: u64, mode: u64) -> Result<(), i64> {
     let args = Deferred {
         kind: EventKind::Open as u32,
-        sc: a.sc,
-        v: [dirfd as u64, path as u64, open_flags, mode, 0, 0],
+        sc,
+        v: [dirfd, path, flags, mode, 0, 0],
     };
     emit_open(cfg, &args, true)
 }
@@ -402,14 +413,7 @@ fn defer(a: &Deferred) -> bool {
     DEFERRED.insert(tid, a, 0).is_ok()
 }
 
-/// One program attached to the exit tracepoint of every open/unlink/rename syscall: replays
-/// what the entry probe deferred.
-#[tracepoint]
-pub fn sys_exit_replay(_ctx: TracePointContext) -> u32 {
-    let _ = try_replay();
-    0
-}
-
+/// Replays, at syscall exit, an open/unlink/rename event deferred at entry.
 fn try_replay() -> Result<(), i64> {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out before the entry is removed.
@@ -429,18 +433,8 @@ fn try_replay() -> Result<(), i64> {
 // ---------------------------------------------------------------------------------------------
 // connect
 
-#[tracepoint]
-pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    let _ = try_connect(&ctx);
-    0
-}
-
-fn try_connect(ctx: &TracePointContext) -> Result<(), i64> {
-    let cfg = session().ok_or(0)?;
-    // SAFETY: fixed slots of the record; user memory through the fault-tolerant helper.
-    let fd = unsafe { ctx.read_at::<i64>(arg(0)) }.map_err(|e| e as i64)? as i32;
-    let sa: *const u8 = unsafe { ctx.read_at(arg(1)) }.map_err(|e| e as i64)?;
-    let addrlen = unsafe { ctx.read_at::<u64>(arg(2)) }.map_err(|e| e as i64)? as u32;
+fn try_connect(cfg: &Config, fd: i32, sa: *const u8, addrlen: u32) -> Result<(), i64> {
+    // SAFETY: user memory through the fault-tolerant helper.
     let family: u16 = unsafe { bpf_probe_read_user(sa.cast::<u16>()) }.map_err(|e| e as i64)?;
 
     let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
@@ -495,117 +489,13 @@ fn try_connect(ctx: &TracePointContext) -> Result<(), i64> {
 // ---------------------------------------------------------------------------------------------
 // unlink / rmdir / rename
 
-/// Where each argument of a deletion or rename lives; `None` for arguments the syscall lacks.
-struct PathOpArgs {
-    sc: u32,
-    dirfd1: Option<usize>,
-    path1: usize,
-    dirfd2: Option<usize>,
-    path2: Option<usize>,
-    flags: Option<usize>,
-}
-
-macro_rules! path_op_probe {
-    ($name:ident, $sc:expr, $d1:expr, $p1:expr, $d2:expr, $p2:expr, $fl:expr) => {
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            let a = PathOpArgs {
-                sc: $sc,
-                dirfd1: $d1,
-                path1: $p1,
-                dirfd2: $d2,
-                path2: $p2,
-                flags: $fl,
-            };
-            let _ = try_path_op(&ctx, &a);
-            0
-        }
-    };
-}
-
-path_op_probe!(
-    sys_enter_unlink,
-    syscall::UNLINK,
-    None,
-    arg(0),
-    None,
-    None,
-    None
-);
-path_op_probe!(
-    sys_enter_unlinkat,
-    syscall::UNLINKAT,
-    Some(arg(0)),
-    arg(1),
-    None,
-    None,
-    Some(arg(2))
-);
-path_op_probe!(
-    sys_enter_rmdir,
-    syscall::RMDIR,
-    None,
-    arg(0),
-    None,
-    None,
-    None
-);
-path_op_probe!(
-    sys_enter_rename,
-    syscall::RENAME,
-    None,
-    arg(0),
-    None,
-    Some(arg(1)),
-    None
-);
-path_op_probe!(
-    sys_enter_renameat,
-    syscall::RENAMEAT,
-    Some(arg(0)),
-    arg(1),
-    Some(arg(2)),
-    Some(arg(3)),
-    None
-);
-path_op_probe!(
-    sys_enter_renameat2,
-    syscall::RENAMEAT2,
-    Some(arg(0)),
-    arg(1),
-    Some(arg(2)),
-    Some(arg(3)),
-    Some(arg(4))
-);
-
+/// `v` = [dirfd, path, target dirfd, target path (0 when none), flags].
 #[inline(always)]
-fn try_path_op(ctx: &TracePointContext, a: &PathOpArgs) -> Result<(), i64> {
-    let cfg = session().ok_or(0)?;
-    // SAFETY (reads): fixed slots of a syscall tracepoint record.
-    let read_fd = |off: Option<usize>| match off {
-        Some(o) => unsafe { ctx.read_at::<i64>(o) }.unwrap_or(0),
-        None => AT_FDCWD as i64,
-    };
-    let p1: *const u8 = unsafe { ctx.read_at(a.path1) }.map_err(|e| e as i64)?;
-    let p2: *const u8 = match a.path2 {
-        Some(o) => unsafe { ctx.read_at(o) }.map_err(|e| e as i64)?,
-        None => core::ptr::null(),
-    };
-    let op_flags = match a.flags {
-        Some(o) => unsafe { ctx.read_at::<u64>(o) }.unwrap_or(0),
-        None => 0,
-    };
+fn path_op(cfg: &Config, sc: u32, v: [u64; 5]) -> Result<(), i64> {
     let args = Deferred {
         kind: EventKind::PathOp as u32,
-        sc: a.sc,
-        v: [
-            read_fd(a.dirfd1) as u64,
-            p1 as u64,
-            read_fd(a.dirfd2) as u64,
-            p2 as u64,
-            op_flags,
-            0,
-        ],
+        sc,
+        v: [v[0], v[1], v[2], v[3], v[4], 0],
     };
     emit_path_op(cfg, &args, true)
 }
@@ -646,29 +536,12 @@ fn emit_path_op(cfg: &Config, a: &Deferred, may_defer: bool) -> Result<(), i64> 
 // ---------------------------------------------------------------------------------------------
 // fork / exit
 
-#[tracepoint]
-pub fn sys_enter_clone(ctx: TracePointContext) -> u32 {
-    if session().is_some() {
-        // SAFETY: fixed slot (x86_64 clone: flags is the first argument).
-        let flags = unsafe { ctx.read_at::<u64>(arg(0)) }.unwrap_or(0);
-        let tid = bpf_get_current_pid_tgid() as u32;
-        let _ = CLONE_FLAGS.insert(tid, flags, 0);
-    }
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_clone3(ctx: TracePointContext) -> u32 {
-    if session().is_some() {
-        // struct clone_args starts with `u64 flags`.
-        // SAFETY: fixed slot, then user memory through the fault-tolerant helper.
-        let flags = unsafe { ctx.read_at::<*const u64>(arg(0)) }
-            .and_then(|p| unsafe { bpf_probe_read_user(p) })
-            .unwrap_or(0);
-        let tid = bpf_get_current_pid_tgid() as u32;
-        let _ = CLONE_FLAGS.insert(tid, flags, 0);
-    }
-    0
+/// Remembers the flags of a clone in progress, for `sched_process_fork` to tell threads from
+/// processes.
+#[inline(always)]
+fn note_clone(flags: u64) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let _ = CLONE_FLAGS.insert(tid, flags, 0);
 }
 
 #[tracepoint]

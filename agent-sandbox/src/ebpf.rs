@@ -6,46 +6,52 @@
 
 use agent_sandbox_common::{Config, EventKind, KIND_SLOTS};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::programs::raw_trace_point::RawTracePointLink;
 use aya::programs::trace_point::TracePointLink;
+use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 
-use crate::tracefs::{self, SchedOffsets, TracefsError};
+use crate::tracefs::{SchedOffsets, TracefsError};
 
 /// The eBPF object built by build.rs (aya-build) from agent-sandbox-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-sandbox"));
 
-/// Every attachment: (program name in the object, tracepoint category, tracepoint name). A
-/// program may appear more than once; it is loaded once and attached to each tracepoint.
+/// Raw tracepoints: (program name in the object, tracepoint name). Both see every syscall and
+/// dispatch on the `SYSCALLS` table.
+pub const RAW_PROBES: &[(&str, &str)] = &[("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
+
+/// Classic tracepoints: (program name, category, tracepoint name). Their record offsets come
+/// from the format files (see [`crate::tracefs`]).
 pub const PROBES: &[(&str, &str, &str)] = &[
-    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
-    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
-    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
-    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
-    ("sys_enter_open", "syscalls", "sys_enter_open"),
-    ("sys_enter_openat", "syscalls", "sys_enter_openat"),
-    ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
-    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
-    ("sys_enter_unlink", "syscalls", "sys_enter_unlink"),
-    ("sys_enter_unlinkat", "syscalls", "sys_enter_unlinkat"),
-    ("sys_enter_rmdir", "syscalls", "sys_enter_rmdir"),
-    ("sys_enter_rename", "syscalls", "sys_enter_rename"),
-    ("sys_enter_renameat", "syscalls", "sys_enter_renameat"),
-    ("sys_enter_renameat2", "syscalls", "sys_enter_renameat2"),
-    ("sys_exit_replay", "syscalls", "sys_exit_open"),
-    ("sys_exit_replay", "syscalls", "sys_exit_openat"),
-    ("sys_exit_replay", "syscalls", "sys_exit_openat2"),
-    ("sys_exit_replay", "syscalls", "sys_exit_unlink"),
-    ("sys_exit_replay", "syscalls", "sys_exit_unlinkat"),
-    ("sys_exit_replay", "syscalls", "sys_exit_rmdir"),
-    ("sys_exit_replay", "syscalls", "sys_exit_rename"),
-    ("sys_exit_replay", "syscalls", "sys_exit_renameat"),
-    ("sys_exit_replay", "syscalls", "sys_exit_renameat2"),
-    ("sys_enter_clone", "syscalls", "sys_enter_clone"),
-    ("sys_enter_clone3", "syscalls", "sys_enter_clone3"),
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sched_process_exit", "sched", "sched_process_exit"),
 ];
+
+/// The syscalls the probes interpret: (this architecture's number, our id).
+#[cfg(target_arch = "x86_64")]
+const SYSCALL_TABLE: &[(i64, u32)] = {
+    use agent_sandbox_common::syscall as s;
+    &[
+        (libc::SYS_execve, s::EXECVE),
+        (libc::SYS_execveat, s::EXECVEAT),
+        (libc::SYS_open, s::OPEN),
+        (libc::SYS_openat, s::OPENAT),
+        (libc::SYS_openat2, s::OPENAT2),
+        (libc::SYS_connect, s::CONNECT),
+        (libc::SYS_unlink, s::UNLINK),
+        (libc::SYS_unlinkat, s::UNLINKAT),
+        (libc::SYS_rmdir, s::RMDIR),
+        (libc::SYS_rename, s::RENAME),
+        (libc::SYS_renameat, s::RENAMEAT),
+        (libc::SYS_renameat2, s::RENAMEAT2),
+        (libc::SYS_clone, s::CLONE),
+        (libc::SYS_clone3, s::CLONE3),
+    ]
+};
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!(
+    "the observation probes read x86_64 syscall registers; other architectures are not supported yet"
+);
 
 /// Fill level at which a high-rate probe wakes the reader instead of leaving the records for
 /// its next poll.
@@ -78,10 +84,16 @@ pub enum EbpfError {
     Tracefs(#[from] TracefsError),
 }
 
+/// An attachment owned by the observer (dropping it detaches the program).
+enum Link {
+    Raw(#[allow(dead_code)] RawTracePointLink),
+    Tp(#[allow(dead_code)] TracePointLink),
+}
+
 /// The loaded, attached probes of one session.
 pub struct Observer {
     ebpf: Ebpf,
-    links: Vec<TracePointLink>,
+    links: Vec<Link>,
     ringbuf_bytes: u32,
 }
 
@@ -95,19 +107,6 @@ impl Observer {
         sched: SchedOffsets,
         ringbuf_bytes: u32,
     ) -> Result<Self, EbpfError> {
-        // Check the syscall record layouts the probes hard-wire before anything is attached.
-        for (program, category, tp) in PROBES {
-            if *category == "syscalls" {
-                let fmt = tracefs::read_format(category, tp).map_err(|e| EbpfError::Program {
-                    program,
-                    category,
-                    tracepoint: tp,
-                    source: Box::new(e),
-                })?;
-                tracefs::check_syscall_layout(&fmt)?;
-            }
-        }
-
         let mut ebpf = EbpfLoader::new()
             // No CO-RE relocations in Rust eBPF: skip parsing the kernel's BTF (~1.6 MB).
             .btf(None)
@@ -134,7 +133,33 @@ impl Observer {
             .map_err(|e| EbpfError::Map("CONFIG", e.to_string()))?;
 
         let mut links = Vec::with_capacity(PROBES.len());
-        let mut loaded: Vec<&str> = Vec::new();
+        let map = ebpf
+            .map_mut("SYSCALLS")
+            .ok_or_else(|| EbpfError::Map("SYSCALLS", "missing from the object".into()))?;
+        let mut table: Array<&mut MapData, u32> =
+            Array::try_from(map).map_err(|e| EbpfError::Map("SYSCALLS", e.to_string()))?;
+        for &(nr, id) in SYSCALL_TABLE {
+            table
+                .set(nr as u32, id, 0)
+                .map_err(|e| EbpfError::Map("SYSCALLS", format!("syscall {nr}: {e}")))?;
+        }
+
+        for &(program, tracepoint) in RAW_PROBES {
+            let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
+                program,
+                category: "raw_tracepoint",
+                tracepoint,
+                source,
+            };
+            let prog: &mut RawTracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| err("missing from the object".into()))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| err(Box::new(e)))?;
+            prog.load().map_err(|e| err(Box::new(e)))?;
+            let id = prog.attach(tracepoint).map_err(|e| err(Box::new(e)))?;
+            links.push(Link::Raw(prog.take_link(id).map_err(|e| err(Box::new(e)))?));
+        }
         for &(program, category, tracepoint) in PROBES {
             let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
                 program,
@@ -147,14 +172,11 @@ impl Observer {
                 .ok_or_else(|| err("missing from the object".into()))?
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| err(Box::new(e)))?;
-            if !loaded.contains(&program) {
-                prog.load().map_err(|e| err(Box::new(e)))?;
-                loaded.push(program);
-            }
+            prog.load().map_err(|e| err(Box::new(e)))?;
             let id = prog
                 .attach(category, tracepoint)
                 .map_err(|e| err(Box::new(e)))?;
-            links.push(prog.take_link(id).map_err(|e| err(Box::new(e)))?);
+            links.push(Link::Tp(prog.take_link(id).map_err(|e| err(Box::new(e)))?));
         }
         Ok(Self {
             ebpf,
