@@ -44,7 +44,7 @@ use aya_ebpf::{
 };
 
 /// Default ring-buffer size; the supervisor may resize it at load time (`--ringbuf-mb`).
-const RINGBUF_BYTES: u32 = 16 * 1024 * 1024;
+const RINGBUF_BYTES: u32 = 8 * 1024 * 1024;
 /// Threads that called clone/clone3 and have not reached `sched_process_fork` yet. Bounded by the
 /// number of concurrently forking threads in the session; a full map only means a thread may be
 /// reported as a process.

@@ -45,8 +45,9 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 2.0)]
         grace: f64,
         /// Size of the event ring buffer in MiB (a power of two); events that do not fit are
-        /// counted as lost and reported.
-        #[arg(long, value_name = "MIB", default_value_t = 16)]
+        /// counted as lost and reported. The buffer is mapped into the supervisor twice (for
+        /// wrap-around reads), so its resident size is about twice this.
+        #[arg(long, value_name = "MIB", default_value_t = 8)]
         ringbuf_mb: u32,
         /// Write session statistics (event and loss counts, supervisor peak RSS) as JSON.
         #[arg(long, value_name = "FILE", hide = true)]

@@ -202,7 +202,14 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<bool> {
         let reps = args.reps.unwrap_or(workload.default_reps(args.quick));
         println!("[bench] {}: preparing", workload.name());
         let run = match workloads::prepare(workload, root, &bench_dir) {
-            Ok(prepared) => measure(workload, &prepared, reps, &ctx),
+            Ok(prepared) => {
+                let run = measure(workload, &prepared, reps, &ctx);
+                // the build's target directory is a few hundred MB nobody will look at
+                if let Err(err) = prepared.reset() {
+                    println!("[bench] {}: warning: cleaning up: {err:#}", workload.name());
+                }
+                run
+            }
             Err(err) => {
                 println!("[bench] {}: FAILED to prepare: {err:#}", workload.name());
                 WorkloadRun::new(workload, String::new(), reps).failed(format!("{err:#}"))
@@ -277,7 +284,7 @@ fn run_leg(
     name: &str,
     stats_file: Option<&Path>,
 ) -> Result<f64> {
-    prepared.before_rep()?;
+    prepared.reset()?;
     if let Some(file) = stats_file {
         // a file left by an earlier run must not pass for this one's statistics
         match fs::remove_file(file) {

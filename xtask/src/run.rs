@@ -13,6 +13,11 @@ use crate::{setup, util};
 /// Command-line options of `cargo xtask run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    /// Run the agent as this user (passed to `agent-sandbox run --user`). Needed when this runs
+    /// as root without sudo, since there is no SUDO_UID to drop to; `root` keeps the agent
+    /// root, which removes most of the protection.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<OsString>,
     /// The agent command and its arguments, after `--` (default: $SHELL, or /bin/bash).
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -48,6 +53,8 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<()> {
 
     let mut cmd = if util::is_root() {
         Command::new(&bin)
+    } else if util::find_in_path("sudo").is_none() {
+        bail!("the supervisor needs root and sudo is not installed: run this command as root");
     } else {
         // -E: the supervisor drops back to the invoking user (SUDO_UID) and gives the agent
         // this environment, not root's
@@ -55,7 +62,11 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<()> {
         sudo.arg("-E").arg(&bin);
         sudo
     };
-    cmd.arg("run").arg("--").args(&agent);
+    cmd.arg("run");
+    if let Some(user) = &args.user {
+        cmd.arg("--user").arg(user);
+    }
+    cmd.arg("--").args(&agent);
     println!("[run] {}", util::describe(&cmd));
 
     // exec rather than wait: the supervisor then owns the terminal alone, so Ctrl-C and job

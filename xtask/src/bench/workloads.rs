@@ -102,8 +102,9 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Resets what a run changed, outside the timed region.
-    pub fn before_rep(&self) -> Result<()> {
+    /// Deletes what a run leaves behind (the build's target directory): before every run,
+    /// outside the timed region, and after the last.
+    pub fn reset(&self) -> Result<()> {
         if let Some(dir) = &self.fresh_dir {
             match fs::remove_dir_all(dir) {
                 Ok(()) => {}
