@@ -8,6 +8,8 @@ use std::io::{self, BufWriter, Write as _};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use agent_sandbox_common::EventKind;
@@ -257,6 +259,7 @@ async fn supervise(
     let mut sigwinch = signal(SignalKind::window_change())?;
 
     let (stop_tx, stop_rx) = oneshot::channel();
+    let agent_pid = Arc::clone(&sink.agent_pid);
     let reader_sink = sink;
     let reader = tokio::spawn(read_events(ring, reader_sink, stop_rx));
 
@@ -307,7 +310,7 @@ async fn supervise(
         }
     };
     let child_pid = child.id().unwrap_or(0) as i32;
-    let _ = SEED.set(child_pid as u32);
+    agent_pid.store(child_pid as u32, Ordering::Release);
 
     let status = loop {
         let forward = tokio::select! {
@@ -352,9 +355,6 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     }
 }
 
-/// The agent's pid, seeded into the process table (its fork happened outside the session).
-static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-
 /// Consumes decoded events: counts, process tree, exec pairing, JSON output.
 pub struct Sink {
     out: Option<Box<dyn io::Write + Send>>,
@@ -364,6 +364,9 @@ pub struct Sink {
     pending_exec: HashMap<u32, Event>,
     counts: BTreeMap<&'static str, u64>,
     decode_errors: u64,
+    /// The agent's pid once it is known (0 before): seeded into the process table, since its
+    /// fork happened outside the session.
+    agent_pid: Arc<AtomicU32>,
     seeded: bool,
 }
 
@@ -376,6 +379,7 @@ impl Sink {
             pending_exec: HashMap::new(),
             counts: EventKind::ALL.iter().map(|k| (k.name(), 0)).collect(),
             decode_errors: 0,
+            agent_pid: Arc::new(AtomicU32::new(0)),
             seeded: false,
         }
     }
@@ -394,7 +398,7 @@ impl Sink {
 
     fn handle(&mut self, bytes: &[u8]) -> Result<()> {
         if !self.seeded
-            && let Some(&pid) = SEED.get()
+            && let pid @ 1.. = self.agent_pid.load(Ordering::Acquire)
         {
             self.table.seed(pid, std::process::id());
             self.seeded = true;
