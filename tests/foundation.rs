@@ -100,7 +100,7 @@ for i in $(seq 1000); do [ -e go ] && break; sleep 0.01; done
     fs::write(s.path("script.sh"), script).expect("write script");
     fs::set_permissions(s.path("script.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
 
-    let child = sandbox(
+    let child = spawn(sandbox(
         &[
             "--user",
             "nobody",
@@ -110,12 +110,7 @@ for i in $(seq 1000); do [ -e go ] && break; sleep 0.01; done
             events_path.to_str().expect("utf8"),
         ],
         &["/bin/bash", s.path("script.sh").to_str().expect("utf8")],
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn");
+    ));
 
     // While the session runs, a process outside it opens a marker path: it must not show up.
     assert!(
@@ -307,15 +302,10 @@ fn forwards_signals_to_the_agent() {
             },
             s.dir.display()
         );
-        let child = sandbox(
+        let child = spawn(sandbox(
             &["--user", "nobody", "--events", ev.to_str().expect("utf8")],
             &["/bin/bash", "-c", &script],
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+        ));
         assert!(wait_until(LONG, || s.path("ready").exists()));
         // SAFETY: signalling the supervisor this test started.
         unsafe { libc::kill(child.id() as i32, sig) };
@@ -594,7 +584,7 @@ fn lost_events_are_counted_never_silent() {
          for _ in range({OPENS}):\n    os.close(os.open('/dev/null', os.O_RDONLY))\n\
          open('{dir}/done', 'w').close()\n"
     );
-    let child = sandbox(
+    let child = spawn(sandbox(
         &[
             "--user",
             "nobody",
@@ -604,12 +594,7 @@ fn lost_events_are_counted_never_silent() {
             ev.to_str().unwrap(),
         ],
         &["/usr/bin/python3", "-c", &script],
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn");
+    ));
     let pid = child.id() as i32;
     assert!(wait_until(LONG, || s.path("ready").exists()));
     // SAFETY: stopping and continuing the supervisor this test started.

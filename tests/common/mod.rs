@@ -77,15 +77,18 @@ pub fn sandbox(opts: &[&str], cmd: &[&str]) -> Command {
     c
 }
 
-/// Runs to completion with a deadline, killing the supervisor (by pid) if it overruns.
-pub fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
+/// Starts a supervisor in the background, stdin closed, output captured.
+pub fn spawn(mut cmd: Command) -> Child {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn agent-sandbox");
-    wait_output(child, deadline)
+        .expect("spawn agent-sandbox")
+}
+
+/// Runs to completion with a deadline, killing the supervisor (by pid) if it overruns.
+pub fn run_with_deadline(cmd: Command, deadline: Duration) -> Output {
+    wait_output(spawn(cmd), deadline)
 }
 
 /// Waits for a spawned supervisor with a deadline.
