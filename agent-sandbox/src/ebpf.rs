@@ -224,7 +224,9 @@ impl Observer {
                 libc::close(wr);
                 let mut b = 0u8;
                 // Wait until the parent has closed its copies (EOF when it closes `wr`).
-                while libc::read(rd, (&raw mut b).cast(), 1) < 0 {}
+                while libc::read(rd, (&raw mut b).cast(), 1) < 0
+                    && *libc::__errno_location() == libc::EINTR
+                {}
                 libc::close_range(3, u32::MAX, 0);
                 libc::_exit(0);
             },
