@@ -692,3 +692,55 @@ fn events_file_is_private_to_root() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("creating events file"));
     assert_eq!(fs::read_to_string(&target).expect("victim"), "keep");
 }
+
+/// A session cgroup whose supervisor is gone (here: made by hand, with a process in it) is
+/// listed by `doctor` and removed, process and all, by `cleanup`.
+#[test]
+fn cleanup_removes_leftovers_of_dead_sessions() {
+    require_root();
+    let mount = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let root = mount
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .expect("a cgroup2 mount")
+        .to_string();
+    // A pid that no longer runs stands for the dead supervisor.
+    let mut gone = Command::new("true").spawn().expect("true");
+    let dead_pid = gone.id();
+    gone.wait().expect("wait");
+    let dir = Path::new(&root).join(format!("agent-sandbox-{dead_pid}-0badc0de"));
+    fs::create_dir(&dir).expect("create leftover cgroup");
+    // Whatever happens below, leave no cgroup behind.
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = fs::write(self.0.join("cgroup.kill"), "1");
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let _remove = Remove(dir.clone());
+    let mut straggler = Command::new("sleep").arg("300").spawn().expect("sleep");
+    fs::write(dir.join("cgroup.procs"), straggler.id().to_string()).expect("move into cgroup");
+
+    let out = Command::new(BIN).arg("doctor").output().expect("doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(dir.to_str().unwrap()),
+        "doctor does not list it: {text}"
+    );
+
+    let out = Command::new(BIN).arg("cleanup").output().expect("cleanup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = straggler.wait().expect("wait straggler");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    assert!(!dir.exists(), "{} still there", dir.display());
+}

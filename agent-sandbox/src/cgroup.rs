@@ -218,14 +218,14 @@ impl SessionCgroup {
         if self.populated()? {
             self.kill_all()?;
         }
-        remove_dir_retry(&self.path)
+        remove_dir_retry(&self.path, Duration::from_secs(2))
     }
 }
 
 /// rmdir of a just-emptied cgroup can briefly fail with EBUSY while the kernel finishes
 /// releasing exiting tasks.
-fn remove_dir_retry(path: &Path) -> Result<(), CgroupError> {
-    let deadline = Instant::now() + Duration::from_secs(2);
+fn remove_dir_retry(path: &Path, patience: Duration) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + patience;
     loop {
         match fs::remove_dir(path) {
             Ok(()) => return Ok(()),
@@ -236,6 +236,15 @@ fn remove_dir_retry(path: &Path) -> Result<(), CgroupError> {
             Err(e) => return Err(io_err("removing cgroup", path)(e)),
         }
     }
+}
+
+/// Kills whatever is left in a leftover session cgroup and removes it (`agent-sandbox cleanup`).
+pub fn remove_leftover(dir: &Path) -> Result<(), CgroupError> {
+    let kill = dir.join("cgroup.kill");
+    if kill.exists() {
+        fs::write(&kill, "1").map_err(io_err("writing", &kill))?;
+    }
+    remove_dir_retry(dir, Duration::from_secs(5))
 }
 
 /// Session cgroups left on the machine by earlier sessions whose supervisor is gone.

@@ -118,30 +118,11 @@ fn real_main(cli: Cli) -> Result<i32> {
                 println!("nothing to clean up");
             }
             for dir in left {
-                cleanup_cgroup(&dir).with_context(|| format!("removing {}", dir.display()))?;
+                cgroup::remove_leftover(&dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
                 println!("removed {}", dir.display());
             }
             Ok(0)
-        }
-    }
-}
-
-fn cleanup_cgroup(dir: &PathBuf) -> Result<()> {
-    let kill = dir.join("cgroup.kill");
-    if kill.exists() {
-        std::fs::write(&kill, "1").with_context(|| format!("writing {}", kill.display()))?;
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e)
-                if std::time::Instant::now() < deadline
-                    && e.raw_os_error() == Some(libc::EBUSY) =>
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e.into()),
         }
     }
 }
