@@ -85,26 +85,38 @@ pub fn parse_mountinfo(text: &str) -> Option<Cgroup2Mount> {
         }
         let fields: Vec<&str> = pre.split_whitespace().collect();
         Some(Cgroup2Mount {
-            root: unescape_mountinfo(fields.get(3)?),
-            mount_point: PathBuf::from(unescape_mountinfo(fields.get(4)?)),
+            root: unescape_mount_path(fields.get(3)?),
+            mount_point: PathBuf::from(unescape_mount_path(fields.get(4)?)),
         })
     })
 }
 
-fn unescape_mountinfo(s: &str) -> String {
+/// Decodes the octal escapes (`\040` for a space) that /proc/self/mountinfo and
+/// /proc/self/mounts use in paths.
+pub fn unescape_mount_path(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let v = u32::from(d[0] - b'0') * 64
+                    + u32::from(d[1] - b'0') * 8
+                    + u32::from(d[2] - b'0');
+                // \400 and above are not escapes the kernel writes; keep them verbatim.
+                match u8::try_from(v) {
+                    Ok(byte) => out.push(byte),
+                    Err(_) => out.extend_from_slice(&b[i..i + 4]),
+                }
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
         }
     }
     String::from_utf8_lossy(&out).into_owned()
@@ -298,6 +310,11 @@ mod tests {
         assert_eq!(m.mount_point, PathBuf::from("/sys/fs/cgroup v2"));
         assert_eq!(m.root, "/user.slice/x");
         assert_eq!(m.level_of(Path::new("/sys/fs/cgroup v2/s")), Some(3));
+    }
+
+    #[test]
+    fn out_of_range_escape_is_kept_verbatim() {
+        assert_eq!(unescape_mount_path("/a\\777b\\040c"), "/a\\777b c");
     }
 
     #[test]

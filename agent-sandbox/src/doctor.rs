@@ -20,6 +20,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::{self, Cgroup2Mount};
+use crate::tracefs::TRACEFS;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,7 +376,6 @@ fn probe_kill_freeze(mount: &Cgroup2Mount, root: bool) -> (Status, String) {
 const TRACEFS_CONSEQUENCE: &str =
     "tracepoint field offsets cannot be read: no exec/fork/open observation";
 const FORK_FORMAT: &str = "events/sched/sched_process_fork/format";
-const TRACEFS_DEFAULT: &str = "/sys/kernel/tracing";
 
 /// Mount points of the given filesystem type in a /proc/self/mounts text (octal escapes such as
 /// `\040` decoded).
@@ -386,38 +386,9 @@ fn mount_points_of(mounts: &str, fstype: &str) -> Vec<PathBuf> {
             let mut fields = line.split_whitespace();
             let _source = fields.next()?;
             let point = fields.next()?;
-            (fields.next()? == fstype).then(|| PathBuf::from(unescape_octal(point)))
+            (fields.next()? == fstype).then(|| PathBuf::from(cgroup::unescape_mount_path(point)))
         })
         .collect()
-}
-
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], octal) {
-            (b'\\', Some(d)) => {
-                let v = u32::from(d[0] - b'0') * 64
-                    + u32::from(d[1] - b'0') * 8
-                    + u32::from(d[2] - b'0');
-                // \400 and above are not escapes the kernel writes; keep them verbatim.
-                match u8::try_from(v) {
-                    Ok(byte) => out.push(byte),
-                    Err(_) => out.extend_from_slice(&b[i..i + 4]),
-                }
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn check_tracefs(root: bool) -> Check {
@@ -436,13 +407,13 @@ fn check_tracefs(root: bool) -> Check {
     // Prefer the canonical mount point when tracefs is mounted in several places.
     let Some(point) = points
         .iter()
-        .find(|p| p.as_path() == Path::new(TRACEFS_DEFAULT))
+        .find(|p| p.as_path() == Path::new(TRACEFS))
         .or(points.first())
     else {
         return check(
             CHECK_TRACEFS,
             Status::Warn,
-            format!("not mounted; agent-sandbox run mounts it at {TRACEFS_DEFAULT}"),
+            format!("not mounted; agent-sandbox run mounts it at {TRACEFS}"),
             TRACEFS_CONSEQUENCE,
         );
     };

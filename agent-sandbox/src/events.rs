@@ -355,7 +355,7 @@ impl ProcessTable {
 
     /// Notes an exit; the entry stays (bounded by `MAX_EXITED`) for descendants' ancestry
     /// until its pid is reused by a new fork.
-    pub fn forget(&mut self, ev: &Event) {
+    pub fn note_exit(&mut self, ev: &Event) {
         if ev.kind != EventKind::Exit {
             return;
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use agent_sandbox_common::EventKind;
+use agent_sandbox_common::{EventKind, KIND_SLOTS};
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{MapData, RingBuf};
 use serde_json::json;
@@ -151,14 +151,12 @@ fn run_in_cgroup(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let outcome = rt.block_on(supervise(opts, identity, cgroup, ring, out))?;
+    let (exit_code, mut sink) = rt.block_on(supervise(opts, identity, cgroup, ring, out))?;
 
     let lost = observer.lost()?;
-    let (exit_code, stats) = outcome;
     let lost_total: u64 = lost.iter().map(|(_, n)| n).sum();
     let lost_map: BTreeMap<&str, u64> = lost.iter().map(|(k, n)| (k.name(), *n)).collect();
-    let mut sink = stats;
-    let total_events: u64 = sink.counts.values().sum();
+    let total_events: u64 = sink.counts.iter().sum();
     sink.finish(&json!({
         "kind": "session_end",
         "time": now_rfc3339(),
@@ -264,25 +262,23 @@ async fn supervise(
     let reader = tokio::spawn(read_events(ring, reader_sink, stop_rx));
 
     let env = identity.environment();
-    let Some(program) = launch::resolve_command(&opts.command[0], &env) else {
-        let _ = stop_tx.send(());
-        let sink = reader.await.context("event reader task")??;
-        eprintln!(
-            "agent-sandbox: {}: command not found",
-            opts.command[0].to_string_lossy()
-        );
-        return Ok((127, sink));
+    // A name found in no PATH directory fails like exec's ENOENT, through the same report.
+    let spawned = match launch::resolve_command(&opts.command[0], &env) {
+        None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        Some(program) => {
+            let mut cmd = tokio::process::Command::new(&program);
+            cmd.arg0(&opts.command[0])
+                .args(&opts.command[1..])
+                .env_clear()
+                .envs(env);
+            // SAFETY: `apply` only makes async-signal-safe system calls on data prepared
+            // before fork.
+            unsafe {
+                cmd.pre_exec(move || setup.apply());
+            }
+            cmd.spawn()
+        }
     };
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.arg0(&opts.command[0])
-        .args(&opts.command[1..])
-        .env_clear()
-        .envs(env);
-    // SAFETY: `apply` only makes async-signal-safe system calls on data prepared before fork.
-    unsafe {
-        cmd.pre_exec(move || setup.apply());
-    }
-    let spawned = cmd.spawn();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -362,7 +358,8 @@ pub struct Sink {
     table: ProcessTable,
     /// exec entries waiting for their result, by pid.
     pending_exec: HashMap<u32, Event>,
-    counts: BTreeMap<&'static str, u64>,
+    /// Records per kind, indexed by `EventKind as usize`.
+    counts: [u64; KIND_SLOTS as usize],
     decode_errors: u64,
     /// The agent's pid once it is known (0 before): seeded into the process table, since its
     /// fork happened outside the session.
@@ -377,7 +374,7 @@ impl Sink {
             clock,
             table: ProcessTable::default(),
             pending_exec: HashMap::new(),
-            counts: EventKind::ALL.iter().map(|k| (k.name(), 0)).collect(),
+            counts: [0; KIND_SLOTS as usize],
             decode_errors: 0,
             agent_pid: Arc::new(AtomicU32::new(0)),
             seeded: false,
@@ -385,7 +382,11 @@ impl Sink {
     }
 
     fn counts_json(&self) -> serde_json::Value {
-        json!(self.counts)
+        let named: BTreeMap<&str, u64> = EventKind::ALL
+            .iter()
+            .map(|&k| (k.name(), self.counts[k as usize]))
+            .collect();
+        json!(named)
     }
 
     fn write_record(&mut self, v: &serde_json::Value) -> Result<()> {
@@ -410,7 +411,7 @@ impl Sink {
                 return Ok(());
             }
         };
-        *self.counts.entry(ev.kind.name()).or_default() += 1;
+        self.counts[ev.kind as usize] += 1;
         self.table.observe(&ev);
         match ev.data {
             EventData::Exec { .. } => {
@@ -438,7 +439,7 @@ impl Sink {
                     self.emit(&exec)?;
                 }
                 self.emit(&ev)?;
-                self.table.forget(&ev);
+                self.table.note_exit(&ev);
             }
         }
         Ok(())

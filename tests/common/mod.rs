@@ -167,3 +167,14 @@ pub fn alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Mount point of the cgroup v2 hierarchy on this machine.
+pub fn cgroup2_root() -> String {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .expect("a cgroup2 mount on the test machine")
+        .to_string()
+}
