@@ -165,7 +165,7 @@ impl SessionCgroup {
         self.level
     }
 
-    /// Path of `cgroup.procs`; a process joins by writing "0" into it (before it execs).
+    /// Path of `cgroup.procs`, which lists the member processes.
     pub fn procs_path(&self) -> PathBuf {
         self.path.join("cgroup.procs")
     }

@@ -115,8 +115,9 @@ impl Identity {
 /// Everything the child needs after fork, prepared before it so that the child only makes
 /// async-signal-safe system calls.
 pub struct ChildSetup {
-    /// `cgroup.procs` of the session, opened by root before the fork.
-    pub cgroup_procs: OwnedFd,
+    /// The session cgroup's directory, opened by root before the fork: the child is created
+    /// inside it (`CLONE_INTO_CGROUP`), so it never runs a single instruction outside.
+    pub cgroup_dir: OwnedFd,
     /// Terminal to hand the foreground to, when we hold it.
     pub tty: Option<RawFd>,
     /// Target identity.
@@ -128,45 +129,281 @@ pub struct ChildSetup {
 }
 
 impl ChildSetup {
-    /// The body of `pre_exec`: runs in the forked child, before exec.
+    /// Runs in the new child, before exec: take the terminal foreground, then drop privileges
+    /// for good. Returns the failing step's errno.
     ///
-    /// Order matters: join the cgroup first (as root, so nothing the child does escapes
-    /// observation), take the terminal foreground, then drop privileges for good.
-    pub fn apply(&self) -> io::Result<()> {
-        let check = |r: libc::c_int| {
-            if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
+    /// # Safety
+    /// Only call in a freshly cloned child of a possibly multi-threaded process: everything
+    /// below is an async-signal-safe system call on memory `self` owns.
+    unsafe fn apply(&self) -> Result<(), (Step, i32)> {
+        let check = |step: Step, r: libc::c_int| {
+            if r < 0 { Err((step, errno())) } else { Ok(()) }
         };
-        // SAFETY: all calls below are async-signal-safe system calls on memory owned by `self`,
-        // which the forked child inherited intact.
+        // SAFETY: see the function's contract.
         unsafe {
-            let zero = b"0";
-            if libc::write(self.cgroup_procs.as_raw_fd(), zero.as_ptr().cast(), 1) != 1 {
-                return Err(io::Error::last_os_error());
-            }
+            // Dispositions and mask survive exec: give the agent the defaults a shell would.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             // Own process group, so terminal-generated signals (Ctrl-C) reach the agent's
             // foreground job and not the supervisor, which forwards what it receives itself.
-            check(libc::setpgid(0, 0))?;
+            check(Step::Setpgid, libc::setpgid(0, 0))?;
             if let Some(tty) = self.tty {
                 // We are a background group now: tcsetpgrp would stop us with SIGTTOU.
                 libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-                check(libc::tcsetpgrp(tty, libc::getpid()))?;
+                check(Step::Tcsetpgrp, libc::tcsetpgrp(tty, libc::getpid()))?;
                 libc::signal(libc::SIGTTOU, libc::SIG_DFL);
             }
-            check(libc::setgroups(self.groups.len(), self.groups.as_ptr()))?;
-            check(libc::setgid(self.gid))?;
-            check(libc::setuid(self.uid))?;
-            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            check(
+                Step::Setgroups,
+                libc::setgroups(self.groups.len(), self.groups.as_ptr()),
+            )?;
+            check(Step::Setgid, libc::setgid(self.gid))?;
+            check(Step::Setuid, libc::setuid(self.uid))?;
+            check(
+                Step::NoNewPrivs,
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            )?;
             if self.uid != 0 && libc::setuid(0) == 0 {
                 // Dropping privileges must be irreversible; refuse to exec otherwise.
-                return Err(io::Error::from_raw_os_error(libc::EPERM));
+                return Err((Step::Setuid, libc::EPERM));
             }
         }
         Ok(())
     }
+}
+
+/// The step of starting the agent that failed (reported through the error pipe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Step {
+    /// setpgid(0, 0)
+    Setpgid = 1,
+    /// tcsetpgrp on the terminal
+    Tcsetpgrp,
+    /// setgroups
+    Setgroups,
+    /// setgid
+    Setgid,
+    /// setuid, or the check that root cannot be regained
+    Setuid,
+    /// PR_SET_NO_NEW_PRIVS
+    NoNewPrivs,
+    /// execve itself
+    Exec,
+}
+
+impl Step {
+    fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Step::Setpgid,
+            2 => Step::Tcsetpgrp,
+            3 => Step::Setgroups,
+            4 => Step::Setgid,
+            5 => Step::Setuid,
+            6 => Step::NoNewPrivs,
+            7 => Step::Exec,
+            _ => return None,
+        })
+    }
+}
+
+/// Why the agent could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// An argument or environment entry holds a NUL byte.
+    #[error("argument or environment entry contains a NUL byte: {0:?}")]
+    Nul(OsString),
+    /// clone3 or the error pipe failed in the supervisor.
+    #[error("creating the agent's process: {0}")]
+    Clone(#[source] io::Error),
+    /// A step in the child failed; `Exec` carries exec's errno (ENOENT, EACCES...).
+    #[error("{step:?}: {source}")]
+    Child {
+        /// The step.
+        step: Step,
+        /// Its error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The started agent.
+pub struct Child {
+    /// Its pid.
+    pub pid: i32,
+    /// A pidfd: readable once the process has exited, and safe against pid reuse.
+    pub pidfd: OwnedFd,
+}
+
+/// `struct clone_args` (linux/sched.h), up to the `cgroup` field (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+fn errno() -> i32 {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn cstring(s: &std::ffi::OsStr) -> Result<CString, SpawnError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    CString::new(s.as_bytes()).map_err(|_| SpawnError::Nul(s.to_owned()))
+}
+
+/// Starts `program` with `argv` and `env` inside the session cgroup, set up by `setup`.
+///
+/// The child is created directly in the cgroup with `clone3(CLONE_INTO_CGROUP)`: moving a
+/// running process by writing `cgroup.procs` waits for an RCU grace period (about 10 ms here),
+/// and the child would exist, however briefly, outside the session. A failure of any step
+/// before exec, exec's included, comes back through a close-on-exec pipe, so "exec succeeded"
+/// is known for certain when this returns `Ok`.
+pub fn spawn(
+    program: &std::path::Path,
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+    setup: &ChildSetup,
+) -> Result<Child, SpawnError> {
+    use std::os::fd::FromRawFd as _;
+    use std::os::unix::ffi::OsStrExt as _;
+
+    let path = cstring(program.as_os_str())?;
+    let args = argv
+        .iter()
+        .map(|a| cstring(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let envs = env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).map_err(|_| SpawnError::Nul(k.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut argp: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = envs.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+
+    let mut pipe = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we own.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SpawnError::Clone(io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors were just created and are owned here only.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+
+    let mut pidfd: RawFd = -1;
+    let mut cl = CloneArgs {
+        flags: (libc::CLONE_PIDFD as u64) | CLONE_INTO_CGROUP,
+        pidfd: (&raw mut pidfd) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: setup.cgroup_dir.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM duplicates the process like fork; `cl` is a valid
+    // clone_args of the size passed.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw mut cl,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        // The child. SAFETY: only async-signal-safe system calls on memory prepared before
+        // the clone; it never returns into the caller.
+        unsafe {
+            let report = |step: Step, err: i32| -> ! {
+                let mut msg = [0u8; 8];
+                msg[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+                msg[4..].copy_from_slice(&err.to_ne_bytes());
+                libc::write(wr.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+                libc::_exit(127)
+            };
+            if let Err((step, err)) = setup.apply() {
+                report(step, err);
+            }
+            libc::execve(path.as_ptr(), argp.as_ptr(), envp.as_ptr());
+            report(Step::Exec, errno());
+        }
+    }
+    if pid < 0 {
+        return Err(SpawnError::Clone(io::Error::last_os_error()));
+    }
+    let pid = pid as i32;
+    // SAFETY: CLONE_PIDFD stored a new descriptor owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(wr);
+    let mut msg = [0u8; 8];
+    let n = loop {
+        // SAFETY: reading into our own buffer from our own pipe.
+        let n = unsafe { libc::read(rd.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len()) };
+        if n >= 0 || errno() != libc::EINTR {
+            break n;
+        }
+    };
+    if n == 8 {
+        // The child failed before exec and exits 127: reap it, then report.
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let step = Step::from_u32(u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]))
+            .unwrap_or(Step::Exec);
+        let err = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
+        return Err(SpawnError::Child {
+            step,
+            source: io::Error::from_raw_os_error(err),
+        });
+    }
+    Ok(Child { pid, pidfd })
+}
+
+/// Reaps the exited child behind `pidfd` and returns its status as a shell reports it: the
+/// exit code, or 128+N when signal N ended it. Call once the pidfd is readable.
+pub fn reap(pidfd: &OwnedFd) -> io::Result<i32> {
+    // SAFETY: siginfo_t is plain data; waitid fills it for the process behind our pidfd.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: see above; P_PIDFD = 3.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        if errno() != libc::EINTR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: waitid filled a SIGCHLD siginfo.
+    let (code, status) = unsafe { (info.si_code, info.si_status()) };
+    Ok(match code {
+        libc::CLD_EXITED => status,
+        _ => 128 + status,
+    })
 }
 
 /// The terminal on stdin when this process is in its foreground process group.

@@ -27,8 +27,8 @@ enum Command {
     /// Run CMD and its whole process tree inside a new sandbox session (needs root).
     ///
     /// The agent runs as the user who invoked sudo (SUDO_UID), or as --user, with that user's
-    /// groups and HOME, and with no_new_privs (setuid binaries cannot give root back). It joins
-    /// the session cgroup before it execs, so nothing it starts escapes. Signals SIGINT,
+    /// groups and HOME, and with no_new_privs (setuid binaries cannot give root back). It is
+    /// created inside the session cgroup, so nothing it starts escapes. Signals SIGINT,
     /// SIGTERM, SIGHUP and SIGWINCH sent to the supervisor are forwarded to it. When it exits,
     /// whatever it left running gets SIGTERM and the --grace period, then the whole cgroup is
     /// killed and removed. The exit status is the agent's (128+N when signal N killed it).

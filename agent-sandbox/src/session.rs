@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write as _};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use agent_sandbox_common::{EventKind, KIND_SLOTS};
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{MapData, RingBuf};
 use serde_json::json;
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
@@ -23,7 +24,7 @@ use tokio::sync::oneshot;
 use crate::cgroup::{Cgroup2Mount, SessionCgroup};
 use crate::ebpf::Observer;
 use crate::events::{self, Clock, Event, EventData, ProcessTable};
-use crate::launch::{self, ChildSetup, Identity};
+use crate::launch::{self, ChildSetup, Identity, SpawnError, Step};
 use crate::tracefs::{self, SchedOffsets};
 
 /// How often the reader looks at the ring buffer when no wakeup came (high-rate probes only
@@ -235,15 +236,15 @@ async fn supervise(
         "command": opts.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
     }))?;
 
-    let procs: OwnedFd = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(cgroup.procs_path())
-        .with_context(|| format!("opening {}", cgroup.procs_path().display()))?
+    let cgroup_dir: OwnedFd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
+        .open(cgroup.path())
+        .with_context(|| format!("opening {}", cgroup.path().display()))?
         .into();
     let tty = launch::foreground_tty();
     let setup = ChildSetup {
-        cgroup_procs: procs,
+        cgroup_dir,
         tty,
         uid: identity.uid,
         gid: identity.gid,
@@ -266,20 +267,16 @@ async fn supervise(
     let spawned = match launch::resolve_command(&opts.command[0], &env) {
         None => Err(io::Error::from(io::ErrorKind::NotFound)),
         Some(program) => {
-            let mut cmd = tokio::process::Command::new(&program);
-            cmd.arg0(&opts.command[0])
-                .args(&opts.command[1..])
-                .env_clear()
-                .envs(env);
-            // SAFETY: `apply` only makes async-signal-safe system calls on data prepared
-            // before fork.
-            unsafe {
-                cmd.pre_exec(move || setup.apply());
-            }
-            cmd.spawn()
+            launch::spawn(&program, &opts.command, &env, &setup).map_err(|e| match e {
+                SpawnError::Child {
+                    step: Step::Exec,
+                    source,
+                } => source,
+                other => io::Error::other(other.to_string()),
+            })
         }
     };
-    let mut child = match spawned {
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let _ = stop_tx.send(());
@@ -305,19 +302,35 @@ async fn supervise(
             return Ok((code, sink));
         }
     };
-    let child_pid = child.id().unwrap_or(0) as i32;
+    let child_pid = child.pid;
     agent_pid.store(child_pid as u32, Ordering::Release);
+    // SAFETY: the pidfd is owned by the AsyncFd from here on and closed only when it drops.
+    let exited = unsafe { AsyncFd::register_with_interest(child.pidfd, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("watching the agent's pidfd")?;
 
-    let status = loop {
+    let code = loop {
         let forward = tokio::select! {
-            st = child.wait() => break st.context("waiting for the agent")?,
+            ready = exited.readable() => {
+                let _guard = ready.context("waiting for the agent")?;
+                break launch::reap(exited.get_ref()).context("reaping the agent")?;
+            }
             _ = sigint.recv() => libc::SIGINT,
             _ = sigterm.recv() => libc::SIGTERM,
             _ = sighup.recv() => libc::SIGHUP,
             _ = sigwinch.recv() => libc::SIGWINCH,
         };
-        // SAFETY: kill(2) of our own child's pid, which cannot be reused before we wait it.
-        unsafe { libc::kill(child_pid, forward) };
+        // SAFETY: pidfd_send_signal to our own unreaped child; the pidfd cannot refer to a
+        // reused pid.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                exited.get_ref().as_raw_fd(),
+                forward,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
     };
     if let Some(t) = tty {
         launch::reclaim_tty(t);
@@ -337,18 +350,7 @@ async fn supervise(
 
     let _ = stop_tx.send(());
     let sink = reader.await.context("event reader task")??;
-    let code = exit_code(status);
     Ok((code, sink))
-}
-
-/// Exit status as a shell reports it.
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt as _;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(sig)) => 128 + sig,
-        (None, None) => 1,
-    }
 }
 
 /// Consumes decoded events: counts, process tree, exec pairing, JSON output.
