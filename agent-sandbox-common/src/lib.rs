@@ -45,10 +45,12 @@ pub enum EventKind {
     Fork = 6,
     /// The last thread of a process exited ([`ExitEvent`]).
     Exit = 7,
+    /// A connect or sendmsg was refused by a network rule ([`NetRefusedEvent`]).
+    NetRefused = 8,
 }
 
 /// Number of slots in the per-kind lost-event counter array (indexed by `EventKind as u32`).
-pub const KIND_SLOTS: u32 = 8;
+pub const KIND_SLOTS: u32 = 16;
 
 impl EventKind {
     /// Maps a raw discriminant back to a kind; `None` for values this build does not know.
@@ -61,12 +63,13 @@ impl EventKind {
             5 => Self::PathOp,
             6 => Self::Fork,
             7 => Self::Exit,
+            8 => Self::NetRefused,
             _ => return None,
         })
     }
 
     /// Every kind, in discriminant order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         Self::Exec,
         Self::ExecResult,
         Self::Open,
@@ -74,6 +77,7 @@ impl EventKind {
         Self::PathOp,
         Self::Fork,
         Self::Exit,
+        Self::NetRefused,
     ];
 
     /// Stable lower-case name used in JSON output and loss reports.
@@ -86,6 +90,7 @@ impl EventKind {
             Self::PathOp => "path_op",
             Self::Fork => "fork",
             Self::Exit => "exit",
+            Self::NetRefused => "net_refused",
         }
     }
 }
@@ -223,6 +228,77 @@ pub struct ExitEvent {
     pub header: EventHeader,
 }
 
+/// Which cgroup sock_addr hook refused a [`NetRefusedEvent`].
+pub mod net_hook {
+    /// `connect` on an AF_INET socket.
+    pub const CONNECT4: u32 = 1;
+    /// `connect` on an AF_INET6 socket.
+    pub const CONNECT6: u32 = 2;
+    /// `sendmsg`/`sendto` with an address on an AF_INET socket (UDP).
+    pub const SENDMSG4: u32 = 3;
+    /// `sendmsg`/`sendto` with an address on an AF_INET6 socket (UDP).
+    pub const SENDMSG6: u32 = 4;
+}
+
+/// [`NetPortRule::action`]: refuse.
+pub const NET_ACTION_DENY: u8 = 1;
+/// [`NetPortRule::action`]: allow (allow-list mode, or an exception inside a denied range).
+pub const NET_ACTION_ALLOW: u8 = 2;
+/// [`NetPortRule::protos`] bit for TCP.
+pub const NET_PROTO_TCP: u8 = 1;
+/// [`NetPortRule::protos`] bit for UDP.
+pub const NET_PROTO_UDP: u8 = 2;
+/// Rule index reported when nothing matched and `Config::net_default_deny` refused.
+pub const NET_RULE_DEFAULT: u32 = u32::MAX;
+/// Port rules kept per address prefix (after the supervisor copies each prefix's covering
+/// prefixes' rules into it, so that the longest-prefix match alone decides).
+pub const NET_PORT_SLOTS: usize = 16;
+
+/// One port range of a network rule, for the prefixes it applies to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetPortRule {
+    /// First port (host byte order), inclusive.
+    pub lo: u16,
+    /// Last port, inclusive.
+    pub hi: u16,
+    /// Index of the rule in the supervisor's table (named in refusal events).
+    pub rule: u16,
+    /// `NET_PROTO_*` bits.
+    pub protos: u8,
+    /// `NET_ACTION_*`.
+    pub action: u8,
+}
+
+/// The value of the `NET4`/`NET6` longest-prefix-match maps: the port rules of one prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetRules {
+    /// Entries used in `entries`.
+    pub count: u32,
+    pub _pad: u32,
+    pub entries: [NetPortRule; NET_PORT_SLOTS],
+}
+
+/// A connect or sendmsg refused by a cgroup sock_addr program (the caller got EPERM).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetRefusedEvent {
+    pub header: EventHeader,
+    /// Rule index, or [`NET_RULE_DEFAULT`].
+    pub rule: u32,
+    /// A `net_hook` value.
+    pub hook: u32,
+    /// AF_INET or AF_INET6 (of the socket; an IPv4-mapped IPv6 address is reported as such).
+    pub family: u16,
+    /// Destination port, host byte order.
+    pub port: u16,
+    /// IPPROTO_* of the socket.
+    pub protocol: u32,
+    /// Destination address: 4 bytes for AF_INET, 16 for AF_INET6.
+    pub addr: [u8; 16],
+}
+
 /// Run-time configuration written by the supervisor into the `CONFIG` array (index 0) before
 /// any program can see a session task.
 #[repr(C)]
@@ -242,12 +318,17 @@ pub struct Config {
     /// Ring-buffer fill level (bytes) above which a submit wakes the reader. Below it the
     /// reader finds records on its periodic poll, which saves a wakeup per event.
     pub wakeup_bytes: u64,
+    /// Non-zero in allow-list mode: a connection no rule allows is refused.
+    pub net_default_deny: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain-old-data, #[repr(C)], no padding (see the layout tests).
     unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetRules {}
 }
 
 #[cfg(test)]
@@ -276,7 +357,10 @@ mod layout {
             size_of::<EventHeader>() + 16 + 2 * PATH_LEN
         );
         assert_eq!(size_of::<ForkEvent>(), size_of::<EventHeader>() + 8);
-        assert_eq!(size_of::<Config>(), 8 + 4 * 4 + 8);
+        assert_eq!(size_of::<Config>(), 8 + 4 * 4 + 8 + 8);
+        assert_eq!(size_of::<NetPortRule>(), 8);
+        assert_eq!(size_of::<NetRules>(), 8 + 8 * NET_PORT_SLOTS);
+        assert_eq!(size_of::<NetRefusedEvent>(), size_of::<EventHeader>() + 16 + 16);
         assert!(ARGV_SOFT_CAP.is_power_of_two());
     }
 

@@ -21,12 +21,13 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-use core::{ffi::c_void, mem::size_of};
+use core::{ffi::c_void, mem::size_of, ptr::read_volatile};
 
 use agent_sandbox_common::{
     ADDR_LEN, ARG_LEN, ARGV_SOFT_CAP, COMM_LEN, Config, ConnectEvent, EventHeader, EventKind,
     ExecEvent, ExecResultEvent, ExitEvent, FLAG_READ_ERROR, FLAG_TRUNCATED, ForkEvent, KIND_SLOTS,
-    MAX_ARGS, OpenEvent, PathOpEvent, syscall,
+    MAX_ARGS, NET_ACTION_DENY, NET_PORT_SLOTS, NET_PROTO_TCP, NET_PROTO_UDP, NET_RULE_DEFAULT,
+    NetRefusedEvent, NetRules, OpenEvent, PathOpEvent, net_hook, syscall,
 };
 use aya_ebpf::{
     bindings::pt_regs,
@@ -38,9 +39,9 @@ use aya_ebpf::{
             bpf_get_current_ancestor_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_user_str,
         },
     },
-    macros::{map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{cgroup_sock_addr, map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::{RawTracePointContext, SockAddrContext, TracePointContext},
 };
 
 /// Default ring-buffer size; the supervisor may resize it at load time (`--ringbuf-mb`).
@@ -616,6 +617,173 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     unsafe { fill_header(&raw mut (*ev).header, EventKind::Exit, 0) };
     entry.submit(0);
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// network rules (cgroup sock_addr): these programs enforce, they do not just observe
+
+/// Address prefixes with rules, per family. Sized for large deny lists; the supervisor refuses
+/// to start when a policy needs more (it never drops a rule).
+const NET_PREFIXES: u32 = 16_384;
+const BPF_F_NO_PREALLOC: u32 = 1;
+const IPPROTO_TCP: u32 = 6;
+const IPPROTO_UDP: u32 = 17;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+/// What a cgroup sock_addr program returns to let the call proceed; 0 makes it fail with EPERM.
+const SOCK_ALLOW: i32 = 1;
+const SOCK_REFUSE: i32 = 0;
+
+#[map]
+static NET4: LpmTrie<[u8; 4], NetRules> = LpmTrie::with_max_entries(NET_PREFIXES, BPF_F_NO_PREALLOC);
+#[map]
+static NET6: LpmTrie<[u8; 16], NetRules> =
+    LpmTrie::with_max_entries(NET_PREFIXES, BPF_F_NO_PREALLOC);
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    check_inet4(&ctx, net_hook::CONNECT4)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    check_inet4(&ctx, net_hook::SENDMSG4)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    check_inet6(&ctx, net_hook::CONNECT6)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    check_inet6(&ctx, net_hook::SENDMSG6)
+}
+
+/// `NET_PROTO_*` bit of the socket's protocol. Anything but TCP and UDP (SCTP, ...) matches
+/// rules of either protocol: a rule must not be sidestepped by picking an unusual protocol.
+#[inline(always)]
+fn proto_bit(protocol: u32) -> u8 {
+    match protocol {
+        IPPROTO_TCP => NET_PROTO_TCP,
+        IPPROTO_UDP => NET_PROTO_UDP,
+        _ => NET_PROTO_TCP | NET_PROTO_UDP,
+    }
+}
+
+/// The verdict for one destination: `Some(rule)` to refuse, `None` to allow. A matching deny
+/// entry wins over a matching allow entry; with neither, the policy's default decides.
+#[inline(always)]
+fn decide(rules: Option<&NetRules>, port: u16, proto: u8) -> Option<u32> {
+    let mut allowed = false;
+    if let Some(r) = rules {
+        let n = r.count as usize;
+        for i in 0..NET_PORT_SLOTS {
+            if i >= n {
+                break;
+            }
+            let e = &r.entries[i];
+            if port >= e.lo && port <= e.hi && e.protos & proto != 0 {
+                if e.action == NET_ACTION_DENY {
+                    return Some(u32::from(e.rule));
+                }
+                allowed = true;
+            }
+        }
+    }
+    let default_deny = CONFIG.get(0).map(|c| c.net_default_deny != 0).unwrap_or(true);
+    if !allowed && default_deny {
+        Some(NET_RULE_DEFAULT)
+    } else {
+        None
+    }
+}
+
+fn check_inet4(ctx: &SockAddrContext, hook: u32) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: `sa` is the program's context; each field is read with the exact width the
+    // verifier allows for it (u32).
+    let (ip, port, protocol) = unsafe {
+        (
+            read_volatile(&raw const (*sa).user_ip4),
+            read_volatile(&raw const (*sa).user_port),
+            read_volatile(&raw const (*sa).protocol),
+        )
+    };
+    // user_ip4 and user_port hold network byte order: the address bytes are in memory order.
+    let addr = ip.to_ne_bytes();
+    let port = u16::from_be(port as u16);
+    let verdict = decide(NET4.get(&Key::new(32, addr)), port, proto_bit(protocol));
+    match verdict {
+        None => SOCK_ALLOW,
+        Some(rule) => {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&addr);
+            report_refusal(rule, hook, AF_INET, port, protocol, a);
+            SOCK_REFUSE
+        }
+    }
+}
+
+fn check_inet6(ctx: &SockAddrContext, hook: u32) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: as in `check_inet4`; user_ip6 is read one u32 word at a time, the access size
+    // the verifier accepts for it.
+    let (w, port, protocol) = unsafe {
+        (
+            [
+                read_volatile(&raw const (*sa).user_ip6[0]),
+                read_volatile(&raw const (*sa).user_ip6[1]),
+                read_volatile(&raw const (*sa).user_ip6[2]),
+                read_volatile(&raw const (*sa).user_ip6[3]),
+            ],
+            read_volatile(&raw const (*sa).user_port),
+            read_volatile(&raw const (*sa).protocol),
+        )
+    };
+    let port = u16::from_be(port as u16);
+    let proto = proto_bit(protocol);
+    let mut addr = [0u8; 16];
+    addr[..4].copy_from_slice(&w[0].to_ne_bytes());
+    addr[4..8].copy_from_slice(&w[1].to_ne_bytes());
+    addr[8..12].copy_from_slice(&w[2].to_ne_bytes());
+    addr[12..].copy_from_slice(&w[3].to_ne_bytes());
+    // ::ffff:a.b.c.d reaches an IPv4 host through a dual-stack socket: the IPv4 rules apply.
+    let mapped = w[0] == 0 && w[1] == 0 && w[2] == u32::from_be(0xffff);
+    let verdict = if mapped {
+        decide(NET4.get(&Key::new(32, w[3].to_ne_bytes())), port, proto)
+    } else {
+        decide(NET6.get(&Key::new(128, addr)), port, proto)
+    };
+    match verdict {
+        None => SOCK_ALLOW,
+        Some(rule) => {
+            report_refusal(rule, hook, AF_INET6, port, protocol, addr);
+            SOCK_REFUSE
+        }
+    }
+}
+
+/// Records a refusal. The refusal itself never depends on this: a full ring buffer costs the
+/// event (counted), not the verdict.
+#[inline(always)]
+fn report_refusal(rule: u32, hook: u32, family: u16, port: u16, protocol: u32, addr: [u8; 16]) {
+    let Some(mut entry) = EVENTS.reserve::<NetRefusedEvent>(0) else {
+        count_lost(EventKind::NetRefused);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is the reservation, written only inside this block.
+    unsafe {
+        fill_header(&raw mut (*ev).header, EventKind::NetRefused, 0);
+        (*ev).rule = rule;
+        (*ev).hook = hook;
+        (*ev).family = family;
+        (*ev).port = port;
+        (*ev).protocol = protocol;
+        (*ev).addr = addr;
+    }
+    entry.submit(0);
 }
 
 #[cfg(not(target_arch = "bpf"))]

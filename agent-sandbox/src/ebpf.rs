@@ -4,12 +4,18 @@
 //! The programs stay attached for as long as the returned [`Observer`] lives; dropping it
 //! detaches every link and unloads the programs and maps (nothing is pinned).
 
-use agent_sandbox_common::{Config, EventKind, KIND_SLOTS};
+use std::os::fd::BorrowedFd;
+
+use agent_sandbox_common::{Config, EventKind, KIND_SLOTS, NetRules};
+use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::programs::cgroup_sock_addr::CgroupSockAddrLink;
 use aya::programs::raw_trace_point::RawTracePointLink;
 use aya::programs::trace_point::TracePointLink;
-use aya::programs::{RawTracePoint, TracePoint};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
+
+use crate::network::Table;
 
 use crate::tracefs::{SchedOffsets, TracefsError};
 
@@ -26,6 +32,9 @@ pub const PROBES: &[(&str, &str, &str)] = &[
     ("sched_process_fork", "sched", "sched_process_fork"),
     ("sched_process_exit", "sched", "sched_process_exit"),
 ];
+
+/// cgroup sock_addr programs that enforce the network rules on the session cgroup.
+pub const SOCK_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
 
 /// The syscalls the probes interpret: (this architecture's number, our id).
 #[cfg(target_arch = "x86_64")]
@@ -88,6 +97,43 @@ pub enum EbpfError {
 enum Link {
     Raw(#[allow(dead_code)] RawTracePointLink),
     Tp(#[allow(dead_code)] TracePointLink),
+    Sock(#[allow(dead_code)] CgroupSockAddrLink),
+}
+
+/// What the network programs need at load time.
+pub struct NetSetup<'a> {
+    /// The session cgroup's directory (the programs attach to it).
+    pub cgroup_dir: BorrowedFd<'a>,
+    /// Allow-list mode.
+    pub default_deny: bool,
+    /// Initial map contents.
+    pub v4: &'a Table<[u8; 4]>,
+    /// Initial map contents.
+    pub v6: &'a Table<[u8; 16]>,
+}
+
+/// The network rule maps, writable for the whole session (re-resolved hostnames).
+pub struct NetMaps {
+    v4: LpmTrie<MapData, [u8; 4], NetRules>,
+    v6: LpmTrie<MapData, [u8; 16], NetRules>,
+}
+
+impl NetMaps {
+    /// Writes every prefix of the tables (entries are only ever added or widened, so writing
+    /// over the old contents never opens a gap).
+    pub fn apply(&mut self, v4: &Table<[u8; 4]>, v6: &Table<[u8; 16]>) -> Result<(), EbpfError> {
+        for (len, key, rules) in v4 {
+            self.v4
+                .insert(&Key::new(*len, *key), rules, 0)
+                .map_err(|e| EbpfError::Map("NET4", format!("{e} (is the map full?)")))?;
+        }
+        for (len, key, rules) in v6 {
+            self.v6
+                .insert(&Key::new(*len, *key), rules, 0)
+                .map_err(|e| EbpfError::Map("NET6", format!("{e} (is the map full?)")))?;
+        }
+        Ok(())
+    }
 }
 
 /// The loaded, attached probes of one session.
@@ -95,6 +141,17 @@ pub struct Observer {
     ebpf: Ebpf,
     links: Vec<Link>,
     ringbuf_bytes: u32,
+    net_maps: Option<NetMaps>,
+}
+
+fn take_lpm<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<LpmTrie<MapData, K, NetRules>, EbpfError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| EbpfError::Map(name, "missing from the object".into()))?;
+    LpmTrie::try_from(map).map_err(|e| EbpfError::Map(name, e.to_string()))
 }
 
 impl Observer {
@@ -106,6 +163,7 @@ impl Observer {
         cgroup_level: u32,
         sched: SchedOffsets,
         ringbuf_bytes: u32,
+        net: NetSetup<'_>,
     ) -> Result<Self, EbpfError> {
         let mut ebpf = EbpfLoader::new()
             // No CO-RE relocations in Rust eBPF: skip parsing the kernel's BTF (~1.6 MB).
@@ -122,6 +180,8 @@ impl Observer {
             fork_child_pid_off: sched.fork_child_pid,
             exit_group_dead_off: sched.exit_group_dead.unwrap_or(u32::MAX),
             wakeup_bytes: WAKEUP_BYTES.min(u64::from(ringbuf_bytes) / 4),
+            net_default_deny: u32::from(net.default_deny),
+            _pad: 0,
         };
         let map = ebpf
             .map_mut("CONFIG")
@@ -142,6 +202,31 @@ impl Observer {
             table
                 .set(nr as u32, id, 0)
                 .map_err(|e| EbpfError::Map("SYSCALLS", format!("syscall {nr}: {e}")))?;
+        }
+
+        // The rules are in the maps before any program can consult them.
+        let mut net_maps = NetMaps {
+            v4: take_lpm(&mut ebpf, "NET4")?,
+            v6: take_lpm(&mut ebpf, "NET6")?,
+        };
+        net_maps.apply(net.v4, net.v6)?;
+        for &program in SOCK_PROGRAMS {
+            let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
+                program,
+                category: "cgroup_sock_addr",
+                tracepoint: program,
+                source,
+            };
+            let prog: &mut CgroupSockAddr = ebpf
+                .program_mut(program)
+                .ok_or_else(|| err("missing from the object".into()))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| err(Box::new(e)))?;
+            prog.load().map_err(|e| err(Box::new(e)))?;
+            let id = prog
+                .attach(net.cgroup_dir, CgroupAttachMode::Single)
+                .map_err(|e| err(Box::new(e)))?;
+            links.push(Link::Sock(prog.take_link(id).map_err(|e| err(Box::new(e)))?));
         }
 
         for &(program, tracepoint) in RAW_PROBES {
@@ -182,6 +267,7 @@ impl Observer {
             ebpf,
             links,
             ringbuf_bytes,
+            net_maps: Some(net_maps),
         })
     }
 
@@ -191,7 +277,13 @@ impl Observer {
     /// after another they would add over a second to every session's exit, so the links are
     /// closed from parallel threads and their grace periods overlap.
     pub fn shutdown(self) {
-        let Self { ebpf, links, .. } = self;
+        let Self {
+            ebpf,
+            links,
+            net_maps,
+            ..
+        } = self;
+        drop(net_maps);
         std::thread::scope(|s| {
             for link in links {
                 s.spawn(move || drop(link));
@@ -247,6 +339,11 @@ impl Observer {
                 }
             }
         }
+    }
+
+    /// Takes the network rule maps (once), for updates during the session.
+    pub fn take_net_maps(&mut self) -> Option<NetMaps> {
+        self.net_maps.take()
     }
 
     /// Takes the event ring buffer (once).

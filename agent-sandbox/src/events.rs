@@ -10,7 +10,7 @@ use std::mem::size_of;
 
 use agent_sandbox_common::{
     ConnectEvent, EventHeader, EventKind, ExecEvent, ExecResultEvent, FLAG_READ_ERROR,
-    FLAG_TRUNCATED, ForkEvent, OpenEvent, PathOpEvent, syscall,
+    FLAG_TRUNCATED, ForkEvent, NetRefusedEvent, OpenEvent, PathOpEvent, net_hook, syscall,
 };
 use serde_json::{Map, Value, json};
 
@@ -108,6 +108,21 @@ pub enum EventData {
     },
     /// Process ended.
     Exit,
+    /// A connect/sendmsg refused by a network rule.
+    NetRefused {
+        /// Index of the rule in the session's network rules, or `NET_RULE_DEFAULT`.
+        rule: u32,
+        /// `connect` or `sendmsg`.
+        hook: &'static str,
+        /// Address family number.
+        family: u16,
+        /// Printable destination address.
+        address: String,
+        /// Destination port.
+        port: u16,
+        /// `tcp`, `udp` or the protocol number.
+        protocol: String,
+    },
 }
 
 /// Why a record could not be decoded.
@@ -241,6 +256,29 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }
         }
         EventKind::Exit => EventData::Exit,
+        EventKind::NetRefused => {
+            let e: NetRefusedEvent = read(bytes, h.kind)?;
+            let address = if e.family == 2 {
+                std::net::Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]).to_string()
+            } else {
+                std::net::Ipv6Addr::from(e.addr).to_string()
+            };
+            EventData::NetRefused {
+                rule: e.rule,
+                hook: match e.hook {
+                    net_hook::CONNECT4 | net_hook::CONNECT6 => "connect",
+                    _ => "sendmsg",
+                },
+                family: e.family,
+                address,
+                port: e.port,
+                protocol: match e.protocol {
+                    6 => "tcp".into(),
+                    17 => "udp".into(),
+                    n => n.to_string(),
+                },
+            }
+        }
     };
     Ok(Event {
         ktime_ns: h.ktime_ns,
@@ -431,8 +469,24 @@ pub fn rfc3339(secs: i64, micros: u32) -> String {
     )
 }
 
+/// Names the rules that kernel records refer to by index.
+pub trait RuleNames {
+    /// Id and explanation of network rule `index` (`NET_RULE_DEFAULT` is the policy's
+    /// `network.default`).
+    fn describe(&self, index: u32) -> (String, Option<String>);
+}
+
+/// No rules (tests, and sessions without network rules).
+pub struct NoRules;
+
+impl RuleNames for NoRules {
+    fn describe(&self, index: u32) -> (String, Option<String>) {
+        (format!("#{index}"), None)
+    }
+}
+
 /// The JSON object of one event.
-pub fn to_json(ev: &Event, table: &ProcessTable, clock: &Clock) -> Value {
+pub fn to_json(ev: &Event, table: &ProcessTable, clock: &Clock, rules: &dyn RuleNames) -> Value {
     let fields = match &ev.data {
         EventData::Exec {
             syscall,
@@ -493,6 +547,21 @@ pub fn to_json(ev: &Event, table: &ProcessTable, clock: &Clock) -> Value {
         }
         EventData::Fork { child_pid } => json!({ "child_pid": child_pid }),
         EventData::Exit => json!({}),
+        EventData::NetRefused {
+            rule,
+            hook,
+            family,
+            address,
+            port,
+            protocol,
+        } => {
+            let (id, why) = rules.describe(*rule);
+            json!({
+                "rule": id, "why": why, "hook": hook,
+                "family": if *family == 2 { "inet" } else { "inet6" },
+                "address": address, "port": port, "protocol": protocol,
+            })
+        }
     };
     let mut obj = Map::new();
     obj.insert("time".into(), json!(clock.format(ev.ktime_ns)));

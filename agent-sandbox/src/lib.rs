@@ -6,5 +6,6 @@ pub mod doctor;
 pub mod ebpf;
 pub mod events;
 pub mod launch;
+pub mod network;
 pub mod session;
 pub mod tracefs;

@@ -99,6 +99,8 @@ fn real_main(cli: Cli) -> Result<i32> {
                 stats_json,
                 grace: Duration::from_secs_f64(grace),
                 ringbuf_bytes: ringbuf_mb * 1024 * 1024,
+                network: agent_sandbox::network::NetPlan::new(Vec::new(), false)?,
+                resolve_interval: Duration::from_secs(300),
             })?;
             Ok(outcome.exit_code)
         }

@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write as _};
-use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use agent_sandbox_common::{EventKind, KIND_SLOTS};
+use agent_sandbox_common::{EventKind, KIND_SLOTS, NET_RULE_DEFAULT};
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{MapData, RingBuf};
 use serde_json::json;
@@ -22,8 +22,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
 
 use crate::cgroup::{Cgroup2Mount, SessionCgroup};
-use crate::ebpf::Observer;
-use crate::events::{self, Clock, Event, EventData, ProcessTable};
+use crate::ebpf::{NetMaps, NetSetup, Observer};
+use crate::events::{self, Clock, Event, EventData, ProcessTable, RuleNames};
+use crate::network::{NetPlan, NetRule};
 use crate::launch::{self, ChildSetup, Identity, SpawnError, Step};
 use crate::tracefs::{self, SchedOffsets};
 
@@ -46,6 +47,10 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Ring buffer size in bytes.
     pub ringbuf_bytes: u32,
+    /// Network rules of the effective policy.
+    pub network: NetPlan,
+    /// How often hostnames of network rules are resolved again.
+    pub resolve_interval: Duration,
 }
 
 /// How the session ended.
@@ -144,15 +149,59 @@ fn run_in_cgroup(
     sched: SchedOffsets,
     out: Option<Box<dyn io::Write + Send>>,
 ) -> Result<Outcome> {
-    let mut observer = Observer::start(cgroup.id(), cgroup.level(), sched, opts.ringbuf_bytes)
-        .context("starting the eBPF observation probes")?;
+    let cgroup_dir: OwnedFd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
+        .open(cgroup.path())
+        .with_context(|| format!("opening {}", cgroup.path().display()))?
+        .into();
+    let mut plan = opts.network.clone();
+    if plan.has_hosts() {
+        let (_, failed) = plan.resolve();
+        for f in failed {
+            eprintln!(
+                "agent-sandbox: warning: network rule {}: {} did not resolve ({}); it will be \
+                 tried again every {}s",
+                f.rule,
+                f.host,
+                f.error,
+                opts.resolve_interval.as_secs()
+            );
+        }
+    }
+    let (v4, v6) = plan.tables().context("building the network rule maps")?;
+    let mut observer = Observer::start(
+        cgroup.id(),
+        cgroup.level(),
+        sched,
+        opts.ringbuf_bytes,
+        NetSetup {
+            cgroup_dir: cgroup_dir.as_fd(),
+            default_deny: plan.default_deny(),
+            v4: &v4,
+            v6: &v6,
+        },
+    )
+    .context("starting the eBPF probes")?;
     let ring = observer.take_ring_buffer()?;
+    let net_maps = observer.take_net_maps();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (exit_code, mut sink) = rt.block_on(supervise(opts, identity, cgroup, ring, out))?;
+    let rules = Arc::new(SessionRules {
+        network: plan.rules().to_vec(),
+    });
+    let resolver = net_maps
+        .filter(|_| plan.has_hosts())
+        .map(|maps| rt.spawn(keep_resolving(plan, maps, opts.resolve_interval)));
+    let (exit_code, mut sink) = rt.block_on(supervise(
+        opts, identity, cgroup, cgroup_dir, ring, out, rules,
+    ))?;
+    if let Some(task) = resolver {
+        task.abort();
+    }
 
     let lost = observer.lost()?;
     let lost_total: u64 = lost.iter().map(|(_, n)| n).sum();
@@ -217,15 +266,64 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// Resolves the network rules' hostnames again every `interval` and adds new addresses to
+/// the maps (addresses are never removed during a session; see [`crate::network`]).
+async fn keep_resolving(mut plan: NetPlan, mut maps: NetMaps, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Ok((p, changed)) = tokio::task::spawn_blocking(move || {
+            let (changed, _) = plan.resolve();
+            (plan, changed)
+        })
+        .await
+        else {
+            return;
+        };
+        plan = p;
+        if changed {
+            match plan.tables() {
+                Ok((v4, v6)) => {
+                    if let Err(e) = maps.apply(&v4, &v6) {
+                        eprintln!("agent-sandbox: updating network rules: {e}");
+                    }
+                }
+                Err(e) => eprintln!("agent-sandbox: updating network rules: {e}"),
+            }
+        }
+    }
+}
+
+/// The rules kernel records refer to by index.
+pub struct SessionRules {
+    /// Network rules, in the order of the kernel's indices.
+    pub network: Vec<NetRule>,
+}
+
+impl RuleNames for SessionRules {
+    fn describe(&self, index: u32) -> (String, Option<String>) {
+        match self.network.get(index as usize) {
+            Some(r) => (r.id.clone(), r.why.clone()),
+            None if index == NET_RULE_DEFAULT => (
+                "network.default".into(),
+                Some("allow-list mode: no rule allows this destination".into()),
+            ),
+            None => (format!("#{index}"), None),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     opts: &RunOptions,
     identity: &Identity,
     cgroup: &SessionCgroup,
+    cgroup_dir: OwnedFd,
     ring: RingBuf<MapData>,
     out: Option<Box<dyn io::Write + Send>>,
+    rules: Arc<SessionRules>,
 ) -> Result<(i32, Sink)> {
     let clock = Clock::now();
-    let mut sink = Sink::new(out, clock);
+    let mut sink = Sink::new(out, clock, rules);
     sink.write_record(&json!({
         "kind": "session_start",
         "time": now_rfc3339(),
@@ -236,12 +334,6 @@ async fn supervise(
         "command": opts.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
     }))?;
 
-    let cgroup_dir: OwnedFd = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
-        .open(cgroup.path())
-        .with_context(|| format!("opening {}", cgroup.path().display()))?
-        .into();
     let tty = launch::foreground_tty();
     let setup = ChildSetup {
         cgroup_dir,
@@ -367,10 +459,11 @@ pub struct Sink {
     /// fork happened outside the session.
     agent_pid: Arc<AtomicU32>,
     seeded: bool,
+    rules: Arc<SessionRules>,
 }
 
 impl Sink {
-    fn new(out: Option<Box<dyn io::Write + Send>>, clock: Clock) -> Self {
+    fn new(out: Option<Box<dyn io::Write + Send>>, clock: Clock, rules: Arc<SessionRules>) -> Self {
         Self {
             out,
             clock,
@@ -380,6 +473,7 @@ impl Sink {
             decode_errors: 0,
             agent_pid: Arc::new(AtomicU32::new(0)),
             seeded: false,
+            rules,
         }
     }
 
@@ -434,6 +528,29 @@ impl Sink {
                 }
                 None => self.emit(&ev)?,
             },
+            EventData::NetRefused {
+                rule,
+                hook,
+                ref address,
+                port,
+                ref protocol,
+                ..
+            } => {
+                let (id, why) = self.rules.describe(rule);
+                let shown = if address.contains(':') {
+                    format!("[{address}]:{port}")
+                } else {
+                    format!("{address}:{port}")
+                };
+                eprintln!(
+                    "agent-sandbox: refused {hook} to {shown}/{protocol} by {} (pid {}): rule \
+                     {id}{}",
+                    ev.comm,
+                    ev.pid,
+                    why.map(|w| format!(": {w}")).unwrap_or_default()
+                );
+                self.emit(&ev)?;
+            }
             _ => {
                 if ev.kind == EventKind::Exit
                     && let Some(exec) = self.pending_exec.remove(&ev.pid)
@@ -449,7 +566,7 @@ impl Sink {
 
     fn emit(&mut self, ev: &Event) -> Result<()> {
         if self.out.is_some() {
-            let v = events::to_json(ev, &self.table, &self.clock);
+            let v = events::to_json(ev, &self.table, &self.clock, &*self.rules);
             self.write_record(&v)?;
         }
         Ok(())
