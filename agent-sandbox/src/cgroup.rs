@@ -128,6 +128,7 @@ pub struct SessionCgroup {
     path: PathBuf,
     id: u64,
     level: u32,
+    relative: String,
 }
 
 impl SessionCgroup {
@@ -138,11 +139,13 @@ impl SessionCgroup {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let name = format!("{SESSION_PREFIX}{}-{nanos:08x}", std::process::id());
-        let path = mount.mount_point.join(name);
+        let path = mount.mount_point.join(&name);
         fs::create_dir(&path).map_err(io_err("creating cgroup", &path))?;
         let meta = fs::metadata(&path).map_err(io_err("stat of", &path))?;
         let level = mount.level_of(&path).unwrap_or(1);
+        let relative = format!("{}/{name}", mount.root.trim_end_matches('/'));
         Ok(Self {
+            relative,
             // On cgroup2 the kernfs inode number is the cgroup id that BPF helpers return.
             id: meta.ino(),
             level,
@@ -153,6 +156,12 @@ impl SessionCgroup {
     /// The cgroup's directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The cgroup's path as `/proc/PID/cgroup` shows it (`0::/agent-sandbox-...`), relative to
+    /// the hierarchy root.
+    pub fn relative(&self) -> &str {
+        &self.relative
     }
 
     /// The cgroup id (as returned by `bpf_get_current_cgroup_id`).

@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod doctor;
 pub mod ebpf;
 pub mod events;
+pub mod fanotify;
 pub mod launch;
 pub mod network;
 pub mod session;
