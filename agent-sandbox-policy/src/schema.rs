@@ -363,10 +363,12 @@ struct RawEnv {
     keep: Vec<Spanned<String>>,
 }
 
-/// A port: a number or a `"low-high"` string.
+/// A port: a number or a `"low-high"` string. Other types are kept as
+/// `Invalid` so each bad item of a list is reported, not just the first.
 enum RawPort {
     Num(i64),
     Text(String),
+    Invalid(&'static str),
 }
 
 impl<'de> Deserialize<'de> for RawPort {
@@ -385,6 +387,12 @@ impl<'de> Deserialize<'de> for RawPort {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawPort, E> {
                 Ok(RawPort::Text(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawPort, E> {
+                Ok(RawPort::Invalid("a boolean"))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawPort, E> {
+                Ok(RawPort::Invalid("a float"))
             }
         }
         d.deserialize_any(V)
@@ -489,30 +497,162 @@ pub(crate) fn parse_file(text: &str, source: Source) -> (PolicyFile, Vec<Diagnos
         env_keep: Vec::new(),
     };
 
-    let (doc, syntax) = DeTable::parse_recoverable(text);
-    let mut syntax_diags: Vec<Diagnostic> = Vec::new();
-    for e in &syntax {
-        let off = e.span().map(|s| s.start).unwrap_or(0);
-        syntax_diags.push(p.diag(off, e.message().to_string(), None));
-    }
-    // Recovery after a syntax error cascades; one error per line is the real one.
-    syntax_diags.sort_by_key(|d| (d.line, d.column));
-    syntax_diags.dedup_by_key(|d| d.line);
-    let first_syntax_line = syntax_diags.first().map(|d| d.line);
+    let (clean, syntax, blanked) = syntax_pass(text);
+    let syntax_diags: Vec<Diagnostic> = syntax
+        .into_iter()
+        .map(|(off, msg)| p.diag(off, msg, None))
+        .collect();
 
+    let (doc, _) = DeTable::parse_recoverable(&clean);
     let span = doc.span();
     p.top(DeValue::Table(doc.into_inner()), span, &mut file);
 
+    // A whole-table finding (missing key, empty rule) is unreliable when a
+    // line of that table was blanked out after a syntax error.
+    let headers = header_lines(&clean);
+    let table_touched = |line: usize| {
+        let next = headers.iter().copied().find(|&h| h > line).unwrap_or(usize::MAX);
+        blanked.iter().any(|&b| b >= line && b < next)
+    };
     let mut diags: Vec<Diagnostic> = syntax_diags;
-    for (d, needs_whole_table) in p.diags {
-        match first_syntax_line {
-            // After a syntax error the recovered document is unreliable.
-            Some(l) if d.line >= l || needs_whole_table => {}
-            _ => diags.push(d),
+    for (d, whole_table) in p.diags {
+        if !(whole_table && table_touched(d.line)) {
+            diags.push(d);
         }
     }
     diags.sort_by_key(|d| (d.line, d.column));
     (file, diags)
+}
+
+/// 1-based numbers of the lines that start a table header.
+fn header_lines(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with('['))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// Syntax errors without the cascade `toml`'s recovery produces: report the
+/// earliest error, blank out the statement it is in (a broken table header
+/// takes its table's lines with it), parse again. Returns the cleaned text
+/// (same byte offsets as `text`), the errors as (offset, message), and the
+/// 1-based numbers of the blanked lines.
+fn syntax_pass(text: &str) -> (String, Vec<(usize, String)>, Vec<usize>) {
+    let mut clean: Vec<u8> = text.as_bytes().to_vec();
+    let mut errors = Vec::new();
+    let mut blanked = Vec::new();
+    let idx = LineIndex::new(text);
+    // Each round blanks at least one non-blank line, so this bound is only a
+    // guard on the number of errors reported.
+    for _ in 0..64 {
+        let Ok(cur) = std::str::from_utf8(&clean) else {
+            break;
+        };
+        let (doc, errs) = DeTable::parse_recoverable(cur);
+        let Some(first) = errs
+            .iter()
+            .min_by_key(|e| e.span().map(|s| s.start).unwrap_or(0))
+        else {
+            break;
+        };
+        let off = first.span().map(|s| s.start).unwrap_or(0).min(cur.len());
+        let (err_line, _) = idx.locate(text, off);
+        let found = statement_at(doc.get_ref(), off);
+        let unclosed = errs.iter().any(|e| e.message().starts_with("unclosed"));
+        let (report_off, message) = match &found {
+            // An unclosed bracket makes the parser complain about whatever
+            // follows; the opening bracket is the error.
+            Some((_, value, true)) if unclosed && idx.locate(text, value.start).0 < err_line => (
+                value.start,
+                "this array or inline table is not closed (or an element is malformed)"
+                    .to_string(),
+            ),
+            _ => (off, first.message().to_string()),
+        };
+        let start_line = match &found {
+            Some((key_start, _, _)) => idx.locate(text, *key_start).0.min(err_line),
+            None => err_line,
+        };
+        let lines: Vec<&str> = cur.split('\n').collect();
+        let err_is_header = lines
+            .get(err_line - 1)
+            .is_some_and(|l| l.trim_start().starts_with('['));
+        // A header swallowed by an unclosed bracket above it stays: only the
+        // broken statement goes.
+        let mut end_line = if err_is_header && err_line > start_line {
+            err_line - 1
+        } else {
+            err_line
+        };
+        let is_header = lines
+            .get(start_line - 1)
+            .is_some_and(|l| l.trim_start().starts_with('['));
+        if is_header {
+            // The keys of a broken table would land in the previous one.
+            end_line = (start_line + 1..=lines.len())
+                .take_while(|&n| lines.get(n - 1).is_some_and(|l| !l.trim_start().starts_with('[')))
+                .last()
+                .unwrap_or(start_line)
+                .max(end_line);
+        }
+        let mut changed = false;
+        let mut line_no = 1;
+        for b in clean.iter_mut() {
+            if *b == b'\n' {
+                line_no += 1;
+                continue;
+            }
+            if (start_line..=end_line).contains(&line_no) && *b != b' ' {
+                *b = b' ';
+                changed = true;
+            }
+        }
+        errors.push((report_off, message));
+        blanked.extend(start_line..=end_line);
+        if !changed {
+            break;
+        }
+    }
+    let clean = String::from_utf8(clean).unwrap_or_default();
+    (clean, errors, blanked)
+}
+
+/// The statement holding byte `off`: the offset of its key, the span of the
+/// value and whether that value is an array or inline table.
+fn statement_at(table: &DeTable<'_>, off: usize) -> Option<(usize, Span, bool)> {
+    for (k, v) in table.iter() {
+        let vs = v.span();
+        let contains = vs.start <= off && off <= vs.end;
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                if contains && vs.end > vs.start {
+                    return Some((k.span().start, vs, true));
+                }
+                if let Some(hit) = statement_at(t, off) {
+                    return Some(hit);
+                }
+            }
+            DeValue::Array(a) => {
+                let of_tables = a.iter().all(|e| matches!(e.get_ref(), DeValue::Table(_)));
+                if of_tables && !a.is_empty() {
+                    for e in a.iter() {
+                        if let DeValue::Table(t) = e.get_ref()
+                            && let Some(hit) = statement_at(t, off)
+                        {
+                            return Some(hit);
+                        }
+                    }
+                }
+                if contains {
+                    return Some((k.span().start, vs, true));
+                }
+            }
+            _ if contains => return Some((k.span().start, vs, false)),
+            _ => {}
+        }
+    }
+    None
 }
 
 impl Parser<'_> {
@@ -531,6 +671,13 @@ impl Parser<'_> {
     fn error(&mut self, span: &Span, message: String, suggestion: Option<String>) {
         let d = self.diag(span.start, message, suggestion);
         self.diags.push((d, false));
+    }
+
+    /// An error about a whole table (a missing key, an empty rule): dropped
+    /// if a syntax error took some of the table's lines away.
+    fn table_error(&mut self, span: &Span, message: String) {
+        let d = self.diag(span.start, message, None);
+        self.diags.push((d, true));
     }
 
     fn origin(&self, span: &Span) -> Origin {
@@ -584,6 +731,8 @@ impl Parser<'_> {
         span: &Span,
         ctx: &str,
     ) -> Option<T> {
+        let fields = fields_of::<T>();
+        let (mut table, _) = self.split(table, ctx, fields, &[]);
         let mut dropped: Vec<String> = Vec::new();
         for _ in 0..=table.len() + 1 {
             let value = Spanned::new(span.clone(), DeValue::Table(table.clone()));
@@ -595,12 +744,7 @@ impl Parser<'_> {
             let msg = err.message().to_string();
             if let Some(field) = missing_field(&msg) {
                 if !dropped.iter().any(|d| d == field) {
-                    let d = self.diag(
-                        span.start,
-                        format!("missing required key \"{field}\" in {ctx}"),
-                        None,
-                    );
-                    self.diags.push((d, true));
+                    self.table_error(span, format!("missing required key \"{field}\" in {ctx}"));
                 }
                 return None;
             }
@@ -935,6 +1079,12 @@ impl Parser<'_> {
             let r = match p.get_ref() {
                 RawPort::Num(n) => PortRange::new(*n, *n),
                 RawPort::Text(t) => t.parse(),
+                RawPort::Invalid(what) => Err(ValueError {
+                    message: format!(
+                        "a port must be a number or a \"low-high\" string, found {what}"
+                    ),
+                    suggestion: None,
+                }),
             };
             match (r, ports.as_mut()) {
                 (Ok(r), Some(v)) => v.push(r),
@@ -962,11 +1112,7 @@ impl Parser<'_> {
             }
         };
         if raw.hosts.is_empty() && raw.cidrs.is_empty() && raw.ports.is_empty() {
-            self.error(
-                span,
-                format!("empty rule in {ctx}: give hosts, cidrs or ports"),
-                None,
-            );
+            self.table_error(span, format!("empty rule in {ctx}: give hosts, cidrs or ports"));
             return None;
         }
         Some(NetworkRule {
@@ -985,11 +1131,7 @@ impl Parser<'_> {
         ctx: &str,
     ) -> Option<Vec<PathGlob>> {
         if items.is_empty() {
-            self.error(
-                span,
-                format!("empty rule in {ctx}: give at least one path in `paths`"),
-                None,
-            );
+            self.table_error(span, format!("empty rule in {ctx}: give at least one path in `paths`"));
             return None;
         }
         self.values::<PathGlob>(items)
@@ -1091,11 +1233,7 @@ impl Parser<'_> {
             }
         });
         if raw.method.is_none() && raw.host.is_none() && raw.path.is_none() {
-            self.error(
-                span,
-                format!("empty rule in {ctx}: give method, host or path"),
-                None,
-            );
+            self.table_error(span, format!("empty rule in {ctx}: give method, host or path"));
             return None;
         }
         if !ok {
@@ -1139,4 +1277,221 @@ fn valid_env_name(s: &str) -> bool {
     b.first()
         .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every diagnostic of `src` as printed by `policy check p.toml`.
+    fn check(src: &str) -> Vec<String> {
+        let (_, d) = parse_file(src, Source::Repository(PathBuf::from("p.toml")));
+        d.iter().map(ToString::to_string).collect()
+    }
+
+    fn one(src: &str, expected: &str) {
+        assert_eq!(check(src), vec![expected.to_string()], "source:\n{src}");
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        one(
+            "[network]\ndefault = allow\n",
+            "p.toml:2:11: error: string values must be quoted, expected literal string",
+        );
+    }
+
+    #[test]
+    fn unclosed_array_is_one_error_at_its_bracket() {
+        one(
+            "[[network.deny]]\nid = \"a\"\ncidrs = [\"10.0.0.1\",\n[approval]\ntimeout_secs = 5\n",
+            "p.toml:3:9: error: this array or inline table is not closed (or an element is malformed)",
+        );
+    }
+
+    #[test]
+    fn unknown_keys_with_suggestions() {
+        assert_eq!(
+            check("netwrok = 1\n[files]\n[[files.deny_reed]]\nid = \"x\"\n[[files.protect]]\nid = \"p\"\npaths = [\"a\"]\nacton = \"ask\"\n"),
+            vec![
+                "p.toml:1:1: error: unknown key \"netwrok\" in the top level; did you mean \"network\"?",
+                "p.toml:3:9: error: unknown key \"deny_reed\" in [files]; did you mean \"deny_read\"?",
+                "p.toml:8:1: error: unknown key \"acton\" in [[files.protect]]; did you mean \"action\"?",
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_types_every_one_reported() {
+        assert_eq!(
+            check("[[exec.rule]]\nid = 5\nwhy = true\naction = \"alow\"\nmatch = \"rm -rf /\"\n"),
+            vec![
+                "p.toml:2:6: error: invalid value for \"id\" in [[exec.rule]]: invalid type: integer `5`, expected a string",
+                "p.toml:3:7: error: invalid value for \"why\" in [[exec.rule]]: invalid type: boolean `true`, expected a string",
+                "p.toml:4:10: error: invalid value for \"action\" in [[exec.rule]]: unknown variant `alow`, expected one of `allow`, `ask`, `deny`; did you mean \"allow\"?",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_id() {
+        one(
+            "[[files.deny_read]]\npaths = [\"~/.aws/**\"]\n",
+            "p.toml:1:1: error: missing required key \"id\" in [[files.deny_read]]",
+        );
+    }
+
+    #[test]
+    fn bad_and_duplicate_ids() {
+        assert_eq!(
+            check("[[exec.rule]]\nid = \"Rm_All\"\naction = \"ask\"\nmatch = \"rm\"\n[[files.deny_read]]\nid = \"x\"\npaths = [\"a\"]\n[[network.deny]]\nid = \"x\"\nports = [25]\n"),
+            vec![
+                "p.toml:2:6: error: invalid rule id \"Rm_All\": use lower-case letters, digits and '-' (at most 64); did you mean \"rm-all\"?",
+                "p.toml:9:6: error: duplicate rule id \"x\" (first defined at line 6)",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_cidrs_ports_hosts_all_reported() {
+        assert_eq!(
+            check("[[network.deny]]\nid = \"db\"\nhosts = [\"db..prod\", \"10.0.0.1\"]\ncidrs = [\"10.1.2.3/16\", \"fd00::/200\", \"nope\"]\nports = [0, \"6010-6000\", \"x\", 1.5]\nprotocols = []\n"),
+            vec![
+                "p.toml:3:10: error: \"db..prod\" is not a valid host name (label \"\")",
+                "p.toml:3:22: error: \"10.0.0.1\" is an IP address: put it in `cidrs`, not `hosts`",
+                "p.toml:4:10: error: 10.1.2.3/16 has host bits set; did you mean \"10.1.0.0/16\"?",
+                "p.toml:4:25: error: prefix /200 is longer than 128 bits for fd00::",
+                "p.toml:4:39: error: \"nope\" is not an IPv4 or IPv6 address or CIDR",
+                "p.toml:5:10: error: port 0 is out of range (1-65535)",
+                "p.toml:5:13: error: port range 6010-6000 is reversed; did you mean \"6000-6010\"?",
+                "p.toml:5:26: error: \"x\" is not a port or a \"low-high\" port range",
+                "p.toml:5:31: error: a port must be a number or a \"low-high\" string, found a float",
+                "p.toml:6:13: error: protocols cannot be empty: omit it for both tcp and udp",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_globs() {
+        assert_eq!(
+            check("[[files.protect]]\nid = \"p\"\npaths = [\"a//b\", \"~bob/x\", \"a/**b\", \"[ab\"]\n[scan]\nexempt = [\"../x\"]\n"),
+            vec![
+                "p.toml:3:10: error: \"a//b\": empty path component (`//`)",
+                "p.toml:3:18: error: \"~bob/x\": only the invoking user's home `~/` is supported; did you mean \"~/x\"?",
+                "p.toml:3:28: error: \"a/**b\": `**` must be a whole path component",
+                "p.toml:3:37: error: \"[ab\": unclosed `[` in a path component",
+                "p.toml:5:11: error: \"../x\": `.` and `..` components are not allowed",
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_rules() {
+        assert_eq!(
+            check("[[network.allow]]\nid = \"a\"\n[[files.deny_read]]\nid = \"b\"\n[[exec.rule]]\nid = \"c\"\naction = \"deny\"\nmatch = \"  \"\n[[http.rule]]\nid = \"d\"\naction = \"ask\"\n"),
+            vec![
+                "p.toml:1:1: error: empty rule in [[network.allow]]: give hosts, cidrs or ports",
+                "p.toml:3:1: error: empty rule in [[files.deny_read]]: give at least one path in `paths`",
+                "p.toml:8:9: error: empty rule in [[exec.rule]]: `match` is empty",
+                "p.toml:9:1: error: empty rule in [[http.rule]]: give method, host or path",
+            ]
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            check("[approval]\ntimeout_secs = 0\n[network]\nresolve_interval_secs = 1\n[scan]\nmax_secs = 99999\nmax_bytes = -1\n"),
+            vec![
+                "p.toml:2:16: error: approval.timeout_secs must be between 1 and 86400 (got 0)",
+                "p.toml:4:25: error: network.resolve_interval_secs must be between 5 and 86400 (got 1)",
+                "p.toml:6:12: error: scan.max_secs must be between 1 and 3600 (got 99999)",
+                "p.toml:7:13: error: scan.max_bytes must be between 1 and 9223372036854775807 (got -1)",
+            ]
+        );
+        assert!(check("[approval]\ntimeout_secs = 86400\n").is_empty());
+    }
+
+    #[test]
+    fn draft_shapes_are_explained() {
+        assert_eq!(
+            check("[files]\ndeny_read = [\"~/.aws/**\"]\nprotect = \"x\"\n[files.x]\n"),
+            vec![
+                "p.toml:2:14: error: each entry of files.deny_read must be a rule table with an id, found a string",
+                "p.toml:3:1: error: files.protect must be a list of rule tables ([[files.protect]] with an id), found a string",
+                "p.toml:4:8: error: unknown key \"x\" in [files]",
+            ]
+        );
+        one(
+            "[files.deny_read]\nid = \"a\"\npaths = [\"b\"]\n",
+            "p.toml:1:8: error: files.deny_read is a list of rules: write [[files.deny_read]], not [files.deny_read]",
+        );
+        one("network = 3\n", "p.toml:1:1: error: \"network\" must be a table ([network])");
+    }
+
+    #[test]
+    fn env_and_http_values() {
+        assert_eq!(
+            check("[env]\nkeep = [\"OK_1\", \"1BAD\"]\n[[http.rule]]\nid = \"h\"\naction = \"deny\"\nmethod = \"DEL ETE\"\nhost = \"*\"\npath = \"v1\"\n"),
+            vec![
+                "p.toml:2:17: error: \"1BAD\" is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
+                "p.toml:6:10: error: \"DEL ETE\" is not an HTTP method",
+                "p.toml:7:8: error: \"*\": a wildcard is only allowed as a leading \"*.\"",
+                "p.toml:8:8: error: HTTP path \"v1\" must start with '/'",
+            ]
+        );
+    }
+
+    #[test]
+    fn valid_file_parses_to_typed_rules() {
+        let src = "disable = [\"netrc\"]\n[network]\ndefault = \"deny\"\n[[network.allow]]\nid = \"crates\"\nhosts = [\"*.crates.io\"]\nports = [443, \"8000-8080\"]\nprotocols = [\"tcp\"]\n[[files.protect]]\nid = \"git\"\npaths = [\".git/**\"]\naction = \"deny\"\n[[exec.rule]]\nid = \"tf\"\nwhy = \"destroys infra\"\naction = \"ask\"\nseverity = \"critical\"\nmatch = \"terraform destroy*\"\n[env]\nkeep = [\"MY_TOKEN\"]\n";
+        let f = PolicyFile::parse(src, Source::User(PathBuf::from("u.toml"))).unwrap();
+        assert_eq!(f.disable[0].value, "netrc");
+        assert_eq!(f.disable[0].origin.line, 1);
+        assert_eq!(f.network.default.as_ref().unwrap().value, NetworkDefault::Deny);
+        let r = &f.network.allow[0];
+        assert_eq!(r.meta.id, "crates");
+        assert_eq!(r.meta.origin.line, 4);
+        assert_eq!(r.hosts, vec![HostPattern::Suffix("crates.io".into())]);
+        assert_eq!(r.ports, vec![PortRange { start: 443, end: 443 }, PortRange { start: 8000, end: 8080 }]);
+        assert_eq!(r.protocols, vec![Protocol::Tcp]);
+        assert_eq!(f.protect[0].action, ProtectAction::Deny);
+        assert_eq!(f.exec[0].severity, Some(Severity::Critical));
+        assert_eq!(f.exec[0].pattern, "terraform destroy*");
+        assert_eq!(f.exec[0].meta.why.as_deref(), Some("destroys infra"));
+        assert_eq!(f.env_keep[0].value, "MY_TOKEN");
+        assert_eq!(f.rules().len(), 3);
+    }
+
+    #[test]
+    fn inline_rule_arrays_work_too() {
+        let f = PolicyFile::parse(
+            "[network]\ndeny = [{ id = \"a\", cidrs = [\"10.0.0.0/8\"] }]\n",
+            Source::Default,
+        )
+        .unwrap();
+        assert_eq!(f.network.deny[0].meta.origin.line, 2);
+        assert_eq!(f.network.deny[0].protocols, vec![Protocol::Tcp, Protocol::Udp]);
+    }
+
+    #[test]
+    fn field_probe_matches_schema() {
+        assert_eq!(fields_of::<RawApproval>(), &["timeout_secs"]);
+        assert_eq!(
+            fields_of::<RawExec>(),
+            &["id", "why", "action", "severity", "match"]
+        );
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for src in [
+            "", "\u{0}", "[", "[[", "]]", "a = [", "a = {", "\"", "'''", "[a.b.c]\nd = 1",
+            "[[network.deny]]\n[[network.deny]]\nid = []", "x = 1\nx = 2",
+            "[network]\n[network]", "ports = [99999999999999999999]",
+            "[[network.deny]]\nid = \"a\"\nports = [18446744073709551615]",
+        ] {
+            let _ = check(src);
+        }
+    }
 }
