@@ -70,9 +70,9 @@ fn join(d: &[Diagnostic]) -> String {
 /// Inputs of [`load`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// The invoking user's home (not root's when run under sudo).
+    /// The invoking user's home (not root's when run under sudo); absolute.
     pub home: PathBuf,
-    /// Where the search for the repository's `policy.toml` starts.
+    /// Where the search for the repository's `policy.toml` starts; absolute.
     pub cwd: PathBuf,
     /// `--policy FILE`: use this repository policy instead of searching.
     pub explicit: Option<PathBuf>,
@@ -88,7 +88,7 @@ pub struct EffectivePolicy {
     /// The invoking user's home, for `~/` globs.
     pub home: PathBuf,
     /// The workspace root, for relative globs: the directory of the
-    /// repository policy, or the cwd without one.
+    /// repository policy, or the cwd without one (canonicalized).
     pub workspace: PathBuf,
     /// The files merged, in order.
     pub sources: Vec<Source>,
@@ -215,24 +215,27 @@ pub fn load(opts: &LoadOptions) -> Result<EffectivePolicy, PolicyError> {
         PolicyFile::parse(DEFAULT_POLICY, Source::Default).map_err(PolicyError::Invalid)?;
 
     let user = match &opts.user_policy {
-        Some(p) => Some(p.clone()),
+        Some(p) => Some(opts.cwd.join(p)),
         None => {
             let p = opts.home.join(USER_POLICY_RELATIVE);
             p.is_file().then_some(p)
         }
     };
     let repo = match &opts.explicit {
-        Some(p) => Some(p.clone()),
+        // Relative to the cwd the caller gave, not to this process's.
+        Some(p) => Some(opts.cwd.join(p)),
         None => find_repository_policy(&opts.cwd),
     };
+    // Relative globs must resolve to absolute, canonical globs: anchor a
+    // relative `--policy` at the cwd and resolve `..` and symlinks.
     let workspace = match &repo {
         Some(p) => p
             .parent()
-            .filter(|d| !d.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| opts.cwd.clone()),
         None => opts.cwd.clone(),
     };
+    let workspace = fs::canonicalize(&workspace).unwrap_or(workspace);
 
     // Parse both before failing so that both files' errors are shown.
     let mut errors = Vec::new();
@@ -416,6 +419,16 @@ impl EffectivePolicy {
     /// A glob of a rule as an absolute glob for this home and workspace.
     pub fn resolve(&self, glob: &PathGlob) -> String {
         glob.resolve(&self.home, &self.workspace)
+    }
+
+    /// The first `[[files.deny_read]]` rule that denies reading `path` (an
+    /// absolute, canonical path): one of its globs matches and none of its
+    /// `except` globs does.
+    pub fn read_denied_by(&self, path: &Path) -> Option<&DenyReadRule> {
+        self.deny_read.iter().find(|r| {
+            let hit = |g: &PathGlob| g.resolved(&self.home, &self.workspace).matches(path);
+            r.paths.iter().any(hit) && !r.except.iter().any(hit)
+        })
     }
 
     fn remove_rule(&mut self, id: &str) -> bool {

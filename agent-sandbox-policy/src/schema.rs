@@ -511,7 +511,11 @@ pub(crate) fn parse_file(text: &str, source: Source) -> (PolicyFile, Vec<Diagnos
     // line of that table was blanked out after a syntax error.
     let headers = header_lines(&clean);
     let table_touched = |line: usize| {
-        let next = headers.iter().copied().find(|&h| h > line).unwrap_or(usize::MAX);
+        let next = headers
+            .iter()
+            .copied()
+            .find(|&h| h > line)
+            .unwrap_or(usize::MAX);
         blanked.iter().any(|&b| b >= line && b < next)
     };
     let mut diags: Vec<Diagnostic> = syntax_diags;
@@ -565,8 +569,7 @@ fn syntax_pass(text: &str) -> (String, Vec<(usize, String)>, Vec<usize>) {
             // follows; the opening bracket is the error.
             Some((_, value, true)) if unclosed && idx.locate(text, value.start).0 < err_line => (
                 value.start,
-                "this array or inline table is not closed (or an element is malformed)"
-                    .to_string(),
+                "this array or inline table is not closed (or an element is malformed)".to_string(),
             ),
             _ => (off, first.message().to_string()),
         };
@@ -591,7 +594,11 @@ fn syntax_pass(text: &str) -> (String, Vec<(usize, String)>, Vec<usize>) {
         if is_header {
             // The keys of a broken table would land in the previous one.
             end_line = (start_line + 1..=lines.len())
-                .take_while(|&n| lines.get(n - 1).is_some_and(|l| !l.trim_start().starts_with('[')))
+                .take_while(|&n| {
+                    lines
+                        .get(n - 1)
+                        .is_some_and(|l| !l.trim_start().starts_with('['))
+                })
                 .last()
                 .unwrap_or(start_line)
                 .max(end_line);
@@ -727,7 +734,7 @@ impl Parser<'_> {
     /// so every bad value of the table is reported.
     fn de<T: for<'d> Deserialize<'d>>(
         &mut self,
-        mut table: DeTable<'_>,
+        table: DeTable<'_>,
         span: &Span,
         ctx: &str,
     ) -> Option<T> {
@@ -1112,7 +1119,10 @@ impl Parser<'_> {
             }
         };
         if raw.hosts.is_empty() && raw.cidrs.is_empty() && raw.ports.is_empty() {
-            self.table_error(span, format!("empty rule in {ctx}: give hosts, cidrs or ports"));
+            self.table_error(
+                span,
+                format!("empty rule in {ctx}: give hosts, cidrs or ports"),
+            );
             return None;
         }
         Some(NetworkRule {
@@ -1131,7 +1141,10 @@ impl Parser<'_> {
         ctx: &str,
     ) -> Option<Vec<PathGlob>> {
         if items.is_empty() {
-            self.table_error(span, format!("empty rule in {ctx}: give at least one path in `paths`"));
+            self.table_error(
+                span,
+                format!("empty rule in {ctx}: give at least one path in `paths`"),
+            );
             return None;
         }
         self.values::<PathGlob>(items)
@@ -1233,7 +1246,10 @@ impl Parser<'_> {
             }
         });
         if raw.method.is_none() && raw.host.is_none() && raw.path.is_none() {
-            self.table_error(span, format!("empty rule in {ctx}: give method, host or path"));
+            self.table_error(
+                span,
+                format!("empty rule in {ctx}: give method, host or path"),
+            );
             return None;
         }
         if !ok {
@@ -1312,7 +1328,9 @@ mod tests {
     #[test]
     fn unknown_keys_with_suggestions() {
         assert_eq!(
-            check("netwrok = 1\n[files]\n[[files.deny_reed]]\nid = \"x\"\n[[files.protect]]\nid = \"p\"\npaths = [\"a\"]\nacton = \"ask\"\n"),
+            check(
+                "netwrok = 1\n[files]\n[[files.deny_reed]]\nid = \"x\"\n[[files.protect]]\nid = \"p\"\npaths = [\"a\"]\nacton = \"ask\"\n"
+            ),
             vec![
                 "p.toml:1:1: error: unknown key \"netwrok\" in the top level; did you mean \"network\"?",
                 "p.toml:3:9: error: unknown key \"deny_reed\" in [files]; did you mean \"deny_read\"?",
@@ -1344,7 +1362,9 @@ mod tests {
     #[test]
     fn bad_and_duplicate_ids() {
         assert_eq!(
-            check("[[exec.rule]]\nid = \"Rm_All\"\naction = \"ask\"\nmatch = \"rm\"\n[[files.deny_read]]\nid = \"x\"\npaths = [\"a\"]\n[[network.deny]]\nid = \"x\"\nports = [25]\n"),
+            check(
+                "[[exec.rule]]\nid = \"Rm_All\"\naction = \"ask\"\nmatch = \"rm\"\n[[files.deny_read]]\nid = \"x\"\npaths = [\"a\"]\n[[network.deny]]\nid = \"x\"\nports = [25]\n"
+            ),
             vec![
                 "p.toml:2:6: error: invalid rule id \"Rm_All\": use lower-case letters, digits and '-' (at most 64); did you mean \"rm-all\"?",
                 "p.toml:9:6: error: duplicate rule id \"x\" (first defined at line 6)",
@@ -1355,7 +1375,9 @@ mod tests {
     #[test]
     fn bad_cidrs_ports_hosts_all_reported() {
         assert_eq!(
-            check("[[network.deny]]\nid = \"db\"\nhosts = [\"db..prod\", \"10.0.0.1\"]\ncidrs = [\"10.1.2.3/16\", \"fd00::/200\", \"nope\"]\nports = [0, \"6010-6000\", \"x\", 1.5]\nprotocols = []\n"),
+            check(
+                "[[network.deny]]\nid = \"db\"\nhosts = [\"db..prod\", \"10.0.0.1\"]\ncidrs = [\"10.1.2.3/16\", \"fd00::/200\", \"nope\"]\nports = [0, \"6010-6000\", \"x\", 1.5]\nprotocols = []\n"
+            ),
             vec![
                 "p.toml:3:10: error: \"db..prod\" is not a valid host name (label \"\")",
                 "p.toml:3:22: error: \"10.0.0.1\" is an IP address: put it in `cidrs`, not `hosts`",
@@ -1374,7 +1396,9 @@ mod tests {
     #[test]
     fn bad_globs() {
         assert_eq!(
-            check("[[files.protect]]\nid = \"p\"\npaths = [\"a//b\", \"~bob/x\", \"a/**b\", \"[ab\"]\n[scan]\nexempt = [\"../x\"]\n"),
+            check(
+                "[[files.protect]]\nid = \"p\"\npaths = [\"a//b\", \"~bob/x\", \"a/**b\", \"[ab\"]\n[scan]\nexempt = [\"../x\"]\n"
+            ),
             vec![
                 "p.toml:3:10: error: \"a//b\": empty path component (`//`)",
                 "p.toml:3:18: error: \"~bob/x\": only the invoking user's home `~/` is supported; did you mean \"~/x\"?",
@@ -1388,7 +1412,9 @@ mod tests {
     #[test]
     fn empty_rules() {
         assert_eq!(
-            check("[[network.allow]]\nid = \"a\"\n[[files.deny_read]]\nid = \"b\"\n[[exec.rule]]\nid = \"c\"\naction = \"deny\"\nmatch = \"  \"\n[[http.rule]]\nid = \"d\"\naction = \"ask\"\n"),
+            check(
+                "[[network.allow]]\nid = \"a\"\n[[files.deny_read]]\nid = \"b\"\n[[exec.rule]]\nid = \"c\"\naction = \"deny\"\nmatch = \"  \"\n[[http.rule]]\nid = \"d\"\naction = \"ask\"\n"
+            ),
             vec![
                 "p.toml:1:1: error: empty rule in [[network.allow]]: give hosts, cidrs or ports",
                 "p.toml:3:1: error: empty rule in [[files.deny_read]]: give at least one path in `paths`",
@@ -1401,7 +1427,9 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(
-            check("[approval]\ntimeout_secs = 0\n[network]\nresolve_interval_secs = 1\n[scan]\nmax_secs = 99999\nmax_bytes = -1\n"),
+            check(
+                "[approval]\ntimeout_secs = 0\n[network]\nresolve_interval_secs = 1\n[scan]\nmax_secs = 99999\nmax_bytes = -1\n"
+            ),
             vec![
                 "p.toml:2:16: error: approval.timeout_secs must be between 1 and 86400 (got 0)",
                 "p.toml:4:25: error: network.resolve_interval_secs must be between 5 and 86400 (got 1)",
@@ -1426,13 +1454,18 @@ mod tests {
             "[files.deny_read]\nid = \"a\"\npaths = [\"b\"]\n",
             "p.toml:1:8: error: files.deny_read is a list of rules: write [[files.deny_read]], not [files.deny_read]",
         );
-        one("network = 3\n", "p.toml:1:1: error: \"network\" must be a table ([network])");
+        one(
+            "network = 3\n",
+            "p.toml:1:1: error: \"network\" must be a table ([network])",
+        );
     }
 
     #[test]
     fn env_and_http_values() {
         assert_eq!(
-            check("[env]\nkeep = [\"OK_1\", \"1BAD\"]\n[[http.rule]]\nid = \"h\"\naction = \"deny\"\nmethod = \"DEL ETE\"\nhost = \"*\"\npath = \"v1\"\n"),
+            check(
+                "[env]\nkeep = [\"OK_1\", \"1BAD\"]\n[[http.rule]]\nid = \"h\"\naction = \"deny\"\nmethod = \"DEL ETE\"\nhost = \"*\"\npath = \"v1\"\n"
+            ),
             vec![
                 "p.toml:2:17: error: \"1BAD\" is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
                 "p.toml:6:10: error: \"DEL ETE\" is not an HTTP method",
@@ -1448,12 +1481,27 @@ mod tests {
         let f = PolicyFile::parse(src, Source::User(PathBuf::from("u.toml"))).unwrap();
         assert_eq!(f.disable[0].value, "netrc");
         assert_eq!(f.disable[0].origin.line, 1);
-        assert_eq!(f.network.default.as_ref().unwrap().value, NetworkDefault::Deny);
+        assert_eq!(
+            f.network.default.as_ref().unwrap().value,
+            NetworkDefault::Deny
+        );
         let r = &f.network.allow[0];
         assert_eq!(r.meta.id, "crates");
         assert_eq!(r.meta.origin.line, 4);
         assert_eq!(r.hosts, vec![HostPattern::Suffix("crates.io".into())]);
-        assert_eq!(r.ports, vec![PortRange { start: 443, end: 443 }, PortRange { start: 8000, end: 8080 }]);
+        assert_eq!(
+            r.ports,
+            vec![
+                PortRange {
+                    start: 443,
+                    end: 443
+                },
+                PortRange {
+                    start: 8000,
+                    end: 8080
+                }
+            ]
+        );
         assert_eq!(r.protocols, vec![Protocol::Tcp]);
         assert_eq!(f.protect[0].action, ProtectAction::Deny);
         assert_eq!(f.exec[0].severity, Some(Severity::Critical));
@@ -1471,7 +1519,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.network.deny[0].meta.origin.line, 2);
-        assert_eq!(f.network.deny[0].protocols, vec![Protocol::Tcp, Protocol::Udp]);
+        assert_eq!(
+            f.network.deny[0].protocols,
+            vec![Protocol::Tcp, Protocol::Udp]
+        );
     }
 
     #[test]
@@ -1486,9 +1537,20 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         for src in [
-            "", "\u{0}", "[", "[[", "]]", "a = [", "a = {", "\"", "'''", "[a.b.c]\nd = 1",
-            "[[network.deny]]\n[[network.deny]]\nid = []", "x = 1\nx = 2",
-            "[network]\n[network]", "ports = [99999999999999999999]",
+            "",
+            "\u{0}",
+            "[",
+            "[[",
+            "]]",
+            "a = [",
+            "a = {",
+            "\"",
+            "'''",
+            "[a.b.c]\nd = 1",
+            "[[network.deny]]\n[[network.deny]]\nid = []",
+            "x = 1\nx = 2",
+            "[network]\n[network]",
+            "ports = [99999999999999999999]",
             "[[network.deny]]\nid = \"a\"\nports = [18446744073709551615]",
         ] {
             let _ = check(src);
