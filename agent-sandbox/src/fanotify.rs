@@ -36,6 +36,8 @@ pub struct DenyGlob {
     pub rule: usize,
     /// Absolute glob.
     pub glob: String,
+    /// Absolute globs exempted from `glob` (`.env.example`).
+    pub except: Vec<String>,
 }
 
 /// A rule's id and explanation.
@@ -117,6 +119,25 @@ pub struct FileGuard {
 struct Matcher {
     rule: usize,
     glob: GlobMatcher,
+    except: Vec<GlobMatcher>,
+}
+
+impl Matcher {
+    fn is_match(&self, path: &Path) -> bool {
+        self.glob.is_match(path) && !self.except.iter().any(|e| e.is_match(path))
+    }
+}
+
+fn compile(glob: &str, rule: &str) -> Result<GlobMatcher, FanotifyError> {
+    GlobBuilder::new(glob)
+        .literal_separator(true)
+        .build()
+        .map(|gl: Glob| gl.compile_matcher())
+        .map_err(|source| FanotifyError::Glob {
+            glob: glob.to_string(),
+            rule: rule.to_string(),
+            source,
+        })
 }
 
 /// What the answering thread knows.
@@ -166,15 +187,15 @@ impl FileGuard {
         let mut expansion = Expansion::default();
         for g in globs {
             let rule_id = rules.get(g.rule).map(|r| r.id.clone()).unwrap_or_default();
-            let matcher = GlobBuilder::new(&g.glob)
-                .literal_separator(true)
-                .build()
-                .map(|gl: Glob| gl.compile_matcher())
-                .map_err(|source| FanotifyError::Glob {
-                    glob: g.glob.clone(),
-                    rule: rule_id.clone(),
-                    source,
-                })?;
+            let matcher = Matcher {
+                rule: g.rule,
+                glob: compile(&g.glob, &rule_id)?,
+                except: g
+                    .except
+                    .iter()
+                    .map(|e| compile(e, &rule_id))
+                    .collect::<Result<_, _>>()?,
+            };
             let (base, whole_dir) = literal_base(&g.glob);
             let mut found = 0usize;
             let mut visited = 0usize;
@@ -214,10 +235,7 @@ impl FileGuard {
             if found == 0 && !whole_dir {
                 expansion.unmatched.push((rule_id, g.glob.clone()));
             }
-            decider.globs.push(Matcher {
-                rule: g.rule,
-                glob: matcher,
-            });
+            decider.globs.push(matcher);
         }
 
         // SAFETY: plain syscall; the descriptor is owned below.
@@ -415,7 +433,7 @@ impl Decider {
         }
         self.globs
             .iter()
-            .find(|m| m.glob.is_match(&path))
+            .find(|m| m.is_match(&path))
             .map(|m| (m.rule, path))
     }
 

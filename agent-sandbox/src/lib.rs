@@ -8,5 +8,6 @@ pub mod events;
 pub mod fanotify;
 pub mod launch;
 pub mod network;
+pub mod policy;
 pub mod session;
 pub mod tracefs;

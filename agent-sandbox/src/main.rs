@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_sandbox::{cgroup, doctor, session};
+use agent_sandbox::{cgroup, doctor, launch, policy, session};
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
@@ -49,6 +49,20 @@ enum Command {
         /// wrap-around reads), so its resident size is about twice this.
         #[arg(long, value_name = "MIB", default_value_t = 8)]
         ringbuf_mb: u32,
+        /// Use this repository policy instead of the first policy.toml found from the current
+        /// directory upward (the search stops at the repository root).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Trust a new or changed repository policy without asking (for CI and scripts).
+        /// Without it, a new policy is shown (a changed one as a diff) and must be approved
+        /// on the terminal; without a terminal the run refuses to start.
+        #[arg(long)]
+        trust_policy: bool,
+        /// Refuse to start when a rule cannot be installed: a network rule's hostname that
+        /// does not resolve, or a deny_read glob of the user's or repository's policy that
+        /// matches no file.
+        #[arg(long)]
+        strict: bool,
         /// Write session statistics (event and loss counts, supervisor peak RSS) as JSON.
         #[arg(long, value_name = "FILE", hide = true)]
         stats_json: Option<PathBuf>,
@@ -58,8 +72,33 @@ enum Command {
     },
     /// Check what this kernel and machine offer and what is missing (installs nothing).
     Doctor,
+    /// Check a policy file, or show the effective policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Remove session cgroups left behind by sessions whose supervisor is gone.
     Cleanup,
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Report every error of a policy file as file:line:column, with a suggestion for unknown
+    /// keys. Exits 1 when there is an error. FILE defaults to the repository policy found
+    /// from the current directory.
+    Check {
+        /// The policy file.
+        file: Option<PathBuf>,
+    },
+    /// Print the effective policy (embedded default + user policy + repository policy) with
+    /// the source of every rule.
+    Show {
+        /// Use this repository policy instead of searching from the current directory.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Whose home `~/` means and whose user policy applies (default: the user behind
+        /// sudo, else the current user).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,6 +120,9 @@ fn real_main(cli: Cli) -> Result<i32> {
             grace,
             ringbuf_mb,
             stats_json,
+            policy,
+            trust_policy,
+            strict,
             command,
         } => {
             if command.is_empty() {
@@ -99,10 +141,53 @@ fn real_main(cli: Cli) -> Result<i32> {
                 stats_json,
                 grace: Duration::from_secs_f64(grace),
                 ringbuf_bytes: ringbuf_mb * 1024 * 1024,
-                network: agent_sandbox::network::NetPlan::new(Vec::new(), false)?,
-                resolve_interval: Duration::from_secs(300),
+                policy,
+                trust_policy,
+                strict,
             })?;
             Ok(outcome.exit_code)
+        }
+        Command::Policy(PolicyCommand::Check { file }) => {
+            let cwd = std::env::current_dir().context("reading the current directory")?;
+            let Some(file) = file.or_else(|| policy::find_repository_policy(&cwd)) else {
+                bail!(
+                    "no policy.toml found from {} up to the repository root: name the file \
+                     (`agent-sandbox policy check FILE`)",
+                    cwd.display()
+                );
+            };
+            let diags = policy::check(&file);
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            if errors == 0 {
+                println!("{}: ok", file.display());
+                Ok(0)
+            } else {
+                eprintln!("{}: {errors} error(s)", file.display());
+                Ok(1)
+            }
+        }
+        Command::Policy(PolicyCommand::Show { policy: explicit, user }) => {
+            let home = match user {
+                Some(name) => launch::Identity::resolve(Some(&name))?.home,
+                None => match launch::Identity::resolve(None) {
+                    Ok(id) => id.home,
+                    Err(_) => PathBuf::from(
+                        std::env::var_os("HOME").context("HOME is not set: pass --user")?,
+                    ),
+                },
+            };
+            let cwd = std::env::current_dir().context("reading the current directory")?;
+            let effective = policy::load(&policy::LoadOptions {
+                home,
+                cwd,
+                explicit,
+                user_policy: None,
+            })?;
+            print!("{}", effective.render());
+            Ok(0)
         }
         Command::Doctor => {
             let checks = doctor::run_checks();

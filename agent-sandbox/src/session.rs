@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write as _};
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -19,12 +19,15 @@ use serde_json::json;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
 use crate::cgroup::{Cgroup2Mount, SessionCgroup};
 use crate::ebpf::{NetMaps, NetSetup, Observer};
 use crate::events::{self, Clock, Event, EventData, ProcessTable, RuleNames};
+use crate::fanotify::{DenyGlob, FileGuard, FileRuleInfo, Refusal};
 use crate::network::{NetPlan, NetRule};
+use crate::policy::{self, EffectivePolicy, LoadOptions, Source, TrustDecision};
 use crate::launch::{self, ChildSetup, Identity, SpawnError, Step};
 use crate::tracefs::{self, SchedOffsets};
 
@@ -47,10 +50,22 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Ring buffer size in bytes.
     pub ringbuf_bytes: u32,
-    /// Network rules of the effective policy.
-    pub network: NetPlan,
-    /// How often hostnames of network rules are resolved again.
-    pub resolve_interval: Duration,
+    /// `--policy`: the repository policy to use instead of searching from the cwd.
+    pub policy: Option<PathBuf>,
+    /// `--trust-policy`: accept a new or changed repository policy without asking.
+    pub trust_policy: bool,
+    /// `--strict`: a rule that cannot be installed (a hostname that does not resolve, a glob
+    /// of the user's or repository's policy that matches nothing) is fatal.
+    pub strict: bool,
+}
+
+/// What the session enforces, prepared from the effective policy before anything starts.
+struct Enforcement {
+    policy: EffectivePolicy,
+    trust: TrustDecision,
+    network: NetPlan,
+    file_rules: Vec<FileRuleInfo>,
+    deny_globs: Vec<DenyGlob>,
 }
 
 /// How the session ended.
@@ -74,6 +89,7 @@ pub fn run(opts: RunOptions) -> Result<Outcome> {
         );
     }
     let identity = Identity::resolve(opts.user.as_deref())?;
+    let enforcement = prepare_policy(&opts, &identity)?;
     let mount = Cgroup2Mount::find()?;
     tracefs::ensure_mounted()?;
     let sched = SchedOffsets::read().context("reading tracepoint layouts")?;
@@ -87,9 +103,47 @@ pub fn run(opts: RunOptions) -> Result<Outcome> {
 
     let cgroup = SessionCgroup::create(&mount)?;
     let guard = CgroupGuard(Some(cgroup));
-    let result = run_in_cgroup(&opts, &identity, guard.get(), sched, sink_out);
+    let result = run_in_cgroup(&opts, &identity, guard.get(), sched, sink_out, enforcement);
     guard.finish()?;
     result
+}
+
+/// Loads the effective policy, makes sure a human trusts the repository's, and derives what
+/// each enforcement layer needs.
+fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let policy = policy::load(&LoadOptions {
+        home: identity.home.clone(),
+        cwd,
+        explicit: opts.policy.clone(),
+        user_policy: None,
+    })
+    .context("loading the policy")?;
+    for w in &policy.warnings {
+        eprintln!("agent-sandbox: {w}");
+    }
+    let trust = policy::ensure_trusted(&policy, Path::new(policy::STATE_DIR), opts.trust_policy)?;
+    let network = policy::network_plan(&policy)?;
+    let mut own: Vec<PathBuf> = policy
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::User(p) | Source::Repository(p) => Some(p.clone()),
+            Source::Default => None,
+        })
+        .collect();
+    own.push(PathBuf::from(policy::STATE_DIR));
+    if let Some(ev) = opts.events.as_ref().filter(|p| p.as_os_str() != "-") {
+        own.push(std::path::absolute(ev).unwrap_or_else(|_| ev.clone()));
+    }
+    let (file_rules, deny_globs) = policy::deny_globs(&policy, &own);
+    Ok(Enforcement {
+        policy,
+        trust,
+        network,
+        file_rules,
+        deny_globs,
+    })
 }
 
 /// Removes the session cgroup (killing what is left) on every path out of `run`.
@@ -148,6 +202,7 @@ fn run_in_cgroup(
     cgroup: &SessionCgroup,
     sched: SchedOffsets,
     out: Option<Box<dyn io::Write + Send>>,
+    enforcement: Enforcement,
 ) -> Result<Outcome> {
     let cgroup_dir: OwnedFd = OpenOptions::new()
         .read(true)
@@ -155,19 +210,71 @@ fn run_in_cgroup(
         .open(cgroup.path())
         .with_context(|| format!("opening {}", cgroup.path().display()))?
         .into();
-    let mut plan = opts.network.clone();
+    let Enforcement {
+        policy,
+        trust,
+        network: mut plan,
+        file_rules,
+        deny_globs,
+    } = enforcement;
+    let resolve_interval = Duration::from_secs(policy.resolve_interval_secs.value.max(5));
     if plan.has_hosts() {
         let (_, failed) = plan.resolve();
-        for f in failed {
+        // Names of the embedded default (cloud metadata) only resolve on their own clouds.
+        let default_ids: std::collections::HashSet<&str> = policy
+            .rules()
+            .into_iter()
+            .filter(|m| m.origin.source == Source::Default)
+            .map(|m| m.id.as_str())
+            .collect();
+        let failed: Vec<_> = failed
+            .into_iter()
+            .filter(|f| !default_ids.contains(f.rule.as_str()))
+            .collect();
+        for f in &failed {
             eprintln!(
-                "agent-sandbox: warning: network rule {}: {} did not resolve ({}); it will be \
-                 tried again every {}s",
+                "agent-sandbox: {}: network rule {}: {} did not resolve ({}); it is tried \
+                 again every {}s",
+                if opts.strict { "error" } else { "warning" },
                 f.rule,
                 f.host,
                 f.error,
-                opts.resolve_interval.as_secs()
+                resolve_interval.as_secs()
             );
         }
+        if opts.strict && !failed.is_empty() {
+            bail!("--strict: {} hostname(s) of network rules did not resolve", failed.len());
+        }
+    }
+
+    let (refusal_tx, refusal_rx) = tokio::sync::mpsc::unbounded_channel();
+    let guard = FileGuard::start(file_rules, &deny_globs, cgroup.relative(), refusal_tx)
+        .context("marking the files the policy denies")?;
+    let exp = guard.expansion();
+    let user_rules: std::collections::HashSet<&str> = policy
+        .rules()
+        .into_iter()
+        .filter(|m| m.origin.source != Source::Default)
+        .map(|m| m.id.as_str())
+        .collect();
+    let mut unmatched = 0;
+    for (rule, glob) in &exp.unmatched {
+        if user_rules.contains(rule.as_str()) {
+            unmatched += 1;
+            eprintln!(
+                "agent-sandbox: {}: deny_read rule {rule}: {glob} matches no file now",
+                if opts.strict { "error" } else { "warning" }
+            );
+        }
+    }
+    for (rule, glob) in &exp.truncated {
+        eprintln!(
+            "agent-sandbox: warning: deny_read rule {rule}: {glob} covers too many files; only \
+             the first ones found are protected"
+        );
+    }
+    if opts.strict && unmatched > 0 {
+        bail!("--strict: {unmatched} deny_read glob(s) of the policy match no file");
     }
     let (v4, v6) = plan.tables().context("building the network rule maps")?;
     let mut observer = Observer::start(
@@ -192,13 +299,29 @@ fn run_in_cgroup(
         .context("starting the async runtime")?;
     let rules = Arc::new(SessionRules {
         network: plan.rules().to_vec(),
+        files: guard.rules().to_vec(),
     });
     let resolver = net_maps
         .filter(|_| plan.has_hosts())
-        .map(|maps| rt.spawn(keep_resolving(plan, maps, opts.resolve_interval)));
+        .map(|maps| rt.spawn(keep_resolving(plan, maps, resolve_interval)));
+    let start_extra = json!({
+        "policy_hash": policy.hash(),
+        "policy_sources": policy.sources.iter().map(|s| s.file_name()).collect::<Vec<_>>(),
+        "policy_trust": trust.name(),
+        "protected_files": exp.files,
+        "watched_dirs": exp.dirs,
+    });
     let (exit_code, mut sink) = rt.block_on(supervise(
-        opts, identity, cgroup, cgroup_dir, ring, out, rules,
+        opts,
+        identity,
+        cgroup,
+        cgroup_dir,
+        (ring, refusal_rx),
+        out,
+        rules,
+        start_extra,
     ))?;
+    guard.stop();
     if let Some(task) = resolver {
         task.abort();
     }
@@ -215,6 +338,7 @@ fn run_in_cgroup(
         "lost": lost_map,
         "lost_total": lost_total,
         "decode_errors": sink.decode_errors,
+        "files_refused": sink.counts_refused_files,
     }))?;
 
     if lost_total > 0 {
@@ -297,6 +421,8 @@ async fn keep_resolving(mut plan: NetPlan, mut maps: NetMaps, interval: Duration
 pub struct SessionRules {
     /// Network rules, in the order of the kernel's indices.
     pub network: Vec<NetRule>,
+    /// File rules, by the fanotify guard's indices.
+    pub files: Vec<FileRuleInfo>,
 }
 
 impl RuleNames for SessionRules {
@@ -318,13 +444,14 @@ async fn supervise(
     identity: &Identity,
     cgroup: &SessionCgroup,
     cgroup_dir: OwnedFd,
-    ring: RingBuf<MapData>,
+    (ring, refusals): (RingBuf<MapData>, UnboundedReceiver<Refusal>),
     out: Option<Box<dyn io::Write + Send>>,
     rules: Arc<SessionRules>,
+    start_extra: serde_json::Value,
 ) -> Result<(i32, Sink)> {
     let clock = Clock::now();
     let mut sink = Sink::new(out, clock, rules);
-    sink.write_record(&json!({
+    let mut start = json!({
         "kind": "session_start",
         "time": now_rfc3339(),
         "supervisor_pid": std::process::id(),
@@ -332,7 +459,11 @@ async fn supervise(
         "user": identity.name,
         "uid": identity.uid,
         "command": opts.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
-    }))?;
+    });
+    if let (Some(m), serde_json::Value::Object(extra)) = (start.as_object_mut(), start_extra) {
+        m.extend(extra);
+    }
+    sink.write_record(&start)?;
 
     let tty = launch::foreground_tty();
     let setup = ChildSetup {
@@ -352,7 +483,7 @@ async fn supervise(
     let (stop_tx, stop_rx) = oneshot::channel();
     let agent_pid = Arc::clone(&sink.agent_pid);
     let reader_sink = sink;
-    let reader = tokio::spawn(read_events(ring, reader_sink, stop_rx));
+    let reader = tokio::spawn(read_events(ring, refusals, reader_sink, stop_rx));
 
     let env = identity.environment();
     // A name found in no PATH directory fails like exec's ENOENT, through the same report.
@@ -460,6 +591,7 @@ pub struct Sink {
     agent_pid: Arc<AtomicU32>,
     seeded: bool,
     rules: Arc<SessionRules>,
+    counts_refused_files: u64,
 }
 
 impl Sink {
@@ -474,6 +606,7 @@ impl Sink {
             agent_pid: Arc::new(AtomicU32::new(0)),
             seeded: false,
             rules,
+            counts_refused_files: 0,
         }
     }
 
@@ -572,6 +705,37 @@ impl Sink {
         Ok(())
     }
 
+    /// A refused open of a protected file: told on stderr and recorded.
+    fn file_refused(&mut self, r: &Refusal) -> Result<()> {
+        let (id, why) = self
+            .rules
+            .files
+            .get(r.rule)
+            .map(|f| (f.id.clone(), f.why.clone()))
+            .unwrap_or_else(|| (format!("#{}", r.rule), None));
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", r.pid))
+            .map(|c| c.trim_end().to_string())
+            .unwrap_or_default();
+        eprintln!(
+            "agent-sandbox: refused open of {} by {comm} (pid {}): rule {id}{}",
+            r.path.display(),
+            r.pid,
+            why.as_ref().map(|w| format!(": {w}")).unwrap_or_default()
+        );
+        self.counts_refused_files += 1;
+        let pid = r.pid as u32;
+        let rec = json!({
+            "kind": "file_refused",
+            "time": now_rfc3339(),
+            "pid": pid,
+            "ppid": self.table.ppid(pid),
+            "comm": comm,
+            "ancestry": self.table.ancestry(pid),
+            "fields": {"rule": id, "why": why, "path": r.path},
+        });
+        self.write_record(&rec)
+    }
+
     fn flush(&mut self) -> Result<()> {
         if let Some(out) = self.out.as_mut() {
             out.flush().context("flushing the events file")?;
@@ -593,6 +757,7 @@ impl Sink {
 
 async fn read_events(
     ring: RingBuf<MapData>,
+    mut refusals: UnboundedReceiver<Refusal>,
     mut sink: Sink,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<Sink> {
@@ -611,7 +776,14 @@ async fn read_events(
                 false
             }
             _ = tick.tick() => false,
+            Some(r) = refusals.recv() => {
+                sink.file_refused(&r)?;
+                false
+            }
         };
+        while let Ok(r) = refusals.try_recv() {
+            sink.file_refused(&r)?;
+        }
         let ring = fd.get_mut();
         while let Some(item) = ring.next() {
             sink.handle(&item)?;
