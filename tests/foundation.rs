@@ -346,6 +346,8 @@ fn ctrl_c_in_a_terminal_reaches_the_agent() {
             "120",
             "-y",
             "30",
+            "-c",
+            &neutral_workspace().to_string_lossy(),
             &shell_cmd,
         ])
         .status()
@@ -502,6 +504,7 @@ fn bad_input_gives_clear_errors() {
         .arg(format!(
             "umount -l {cg2} && exec {BIN} run --user nobody -- true"
         ))
+        .current_dir(neutral_workspace())
         .output()
         .expect("unshare");
     assert!(!out.status.success());

@@ -360,7 +360,10 @@ mod layout {
         assert_eq!(size_of::<Config>(), 8 + 4 * 4 + 8 + 8);
         assert_eq!(size_of::<NetPortRule>(), 8);
         assert_eq!(size_of::<NetRules>(), 8 + 8 * NET_PORT_SLOTS);
-        assert_eq!(size_of::<NetRefusedEvent>(), size_of::<EventHeader>() + 16 + 16);
+        assert_eq!(
+            size_of::<NetRefusedEvent>(),
+            size_of::<EventHeader>() + 16 + 16
+        );
         assert!(ARGV_SOFT_CAP.is_power_of_two());
     }
 

@@ -635,7 +635,8 @@ const SOCK_ALLOW: i32 = 1;
 const SOCK_REFUSE: i32 = 0;
 
 #[map]
-static NET4: LpmTrie<[u8; 4], NetRules> = LpmTrie::with_max_entries(NET_PREFIXES, BPF_F_NO_PREALLOC);
+static NET4: LpmTrie<[u8; 4], NetRules> =
+    LpmTrie::with_max_entries(NET_PREFIXES, BPF_F_NO_PREALLOC);
 #[map]
 static NET6: LpmTrie<[u8; 16], NetRules> =
     LpmTrie::with_max_entries(NET_PREFIXES, BPF_F_NO_PREALLOC);
@@ -691,7 +692,10 @@ fn decide(rules: Option<&NetRules>, port: u16, proto: u8) -> Option<u32> {
             }
         }
     }
-    let default_deny = CONFIG.get(0).map(|c| c.net_default_deny != 0).unwrap_or(true);
+    let default_deny = CONFIG
+        .get(0)
+        .map(|c| c.net_default_deny != 0)
+        .unwrap_or(true);
     if !allowed && default_deny {
         Some(NET_RULE_DEFAULT)
     } else {

@@ -226,7 +226,9 @@ impl Observer {
             let id = prog
                 .attach(net.cgroup_dir, CgroupAttachMode::Single)
                 .map_err(|e| err(Box::new(e)))?;
-            links.push(Link::Sock(prog.take_link(id).map_err(|e| err(Box::new(e)))?));
+            links.push(Link::Sock(
+                prog.take_link(id).map_err(|e| err(Box::new(e)))?,
+            ));
         }
 
         for &(program, tracepoint) in RAW_PROBES {

@@ -63,6 +63,10 @@ enum Command {
         /// matches no file.
         #[arg(long)]
         strict: bool,
+        /// Where agent-sandbox keeps its root-only state (trusted policy hashes). The session
+        /// can neither read nor write it.
+        #[arg(long, value_name = "DIR", default_value = policy::STATE_DIR)]
+        state_dir: PathBuf,
         /// Write session statistics (event and loss counts, supervisor peak RSS) as JSON.
         #[arg(long, value_name = "FILE", hide = true)]
         stats_json: Option<PathBuf>,
@@ -123,6 +127,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             policy,
             trust_policy,
             strict,
+            state_dir,
             command,
         } => {
             if command.is_empty() {
@@ -144,6 +149,7 @@ fn real_main(cli: Cli) -> Result<i32> {
                 policy,
                 trust_policy,
                 strict,
+                state_dir,
             })?;
             Ok(outcome.exit_code)
         }
@@ -169,7 +175,10 @@ fn real_main(cli: Cli) -> Result<i32> {
                 Ok(1)
             }
         }
-        Command::Policy(PolicyCommand::Show { policy: explicit, user }) => {
+        Command::Policy(PolicyCommand::Show {
+            policy: explicit,
+            user,
+        }) => {
             let home = match user {
                 Some(name) => launch::Identity::resolve(Some(&name))?.home,
                 None => match launch::Identity::resolve(None) {

@@ -106,6 +106,9 @@ pub struct Unresolved {
 /// An IPv4 or IPv6 prefix with its (pushed-down) port entries.
 pub type Table<K> = Vec<(u32, K, NetRules)>;
 
+/// The IPv4 and the IPv6 map contents.
+pub type Tables = (Table<[u8; 4]>, Table<[u8; 16]>);
+
 /// The session's network rules and the addresses resolved for them so far.
 #[derive(Debug, Clone)]
 pub struct NetPlan {
@@ -207,7 +210,7 @@ impl NetPlan {
     }
 
     /// The IPv4 and IPv6 map contents for the rules and every address resolved so far.
-    pub fn tables(&self) -> Result<(Table<[u8; 4]>, Table<[u8; 16]>), NetError> {
+    pub fn tables(&self) -> Result<Tables, NetError> {
         let mut v4: Vec<(Prefix4, NetPortRule)> = Vec::new();
         let mut v6: Vec<(Prefix6, NetPortRule)> = Vec::new();
         let mut add = |ip: IpAddr, len: u8, e: NetPortRule| match ip {
@@ -334,7 +337,11 @@ struct Prefix6 {
 impl Prefix6 {
     fn new(a: Ipv6Addr, len: u8) -> Self {
         let len = len.min(128);
-        let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+        let mask = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - len)
+        };
         Self {
             bits: u128::from(a) & mask,
             len,
@@ -401,8 +408,10 @@ fn push_down<P: Prefix>(
         }
         // Deny entries first: the kernel stops at the first matching deny.
         all.sort_by_key(|e| (e.action != NET_ACTION_DENY, e.rule, e.lo));
-        let mut v = NetRules::default();
-        v.count = all.len() as u32;
+        let mut v = NetRules {
+            count: all.len() as u32,
+            ..Default::default()
+        };
         v.entries[..all.len()].copy_from_slice(&all);
         out.push((u32::from(p.len()), p.key(), v));
     }
@@ -413,7 +422,7 @@ fn push_down<P: Prefix>(
 /// programs (longest prefix, then deny over allow over the default). Used by tests and by
 /// `policy show`-style explanations.
 pub fn evaluate(
-    (v4, v6): &(Table<[u8; 4]>, Table<[u8; 16]>),
+    (v4, v6): &Tables,
     default_deny: bool,
     ip: IpAddr,
     port: u16,
@@ -427,16 +436,14 @@ pub fn evaluate(
         IpAddr::V4(a) => v4
             .iter()
             .filter(|(len, key, _)| {
-                Prefix4::new(Ipv4Addr::from(*key), *len as u8)
-                    .contains(&Prefix4::new(a, 32))
+                Prefix4::new(Ipv4Addr::from(*key), *len as u8).contains(&Prefix4::new(a, 32))
             })
             .max_by_key(|(len, ..)| *len)
             .map(|(.., r)| *r),
         IpAddr::V6(a) => v6
             .iter()
             .filter(|(len, key, _)| {
-                Prefix6::new(Ipv6Addr::from(*key), *len as u8)
-                    .contains(&Prefix6::new(a, 128))
+                Prefix6::new(Ipv6Addr::from(*key), *len as u8).contains(&Prefix6::new(a, 128))
             })
             .max_by_key(|(len, ..)| *len)
             .map(|(.., r)| *r),
@@ -466,7 +473,10 @@ mod tests {
             why: None,
             allow: false,
             hosts: vec![],
-            cidrs: cidrs.iter().map(|(a, l)| (a.parse().unwrap(), *l)).collect(),
+            cidrs: cidrs
+                .iter()
+                .map(|(a, l)| (a.parse().unwrap(), *l))
+                .collect(),
             ports: ports.to_vec(),
             tcp: true,
             udp: true,
@@ -494,7 +504,10 @@ mod tests {
         assert_eq!(evaluate(&t, false, ip("10.2.2.3"), 22, true), Some(0));
         assert_eq!(evaluate(&t, false, ip("11.0.0.1"), 22, false), None);
         // IPv4-mapped IPv6 reaches the IPv4 rules.
-        assert_eq!(evaluate(&t, false, ip("::ffff:10.1.0.9"), 5432, false), Some(1));
+        assert_eq!(
+            evaluate(&t, false, ip("::ffff:10.1.0.9"), 5432, false),
+            Some(1)
+        );
     }
 
     #[test]
@@ -564,7 +577,10 @@ mod tests {
         assert_eq!(failed[0].host, "api.prod.example");
         let t = plan.tables().unwrap();
         assert_eq!(evaluate(&t, false, ip("192.0.2.10"), 5432, false), Some(0));
-        assert_eq!(evaluate(&t, false, ip("2001:db8::10"), 5432, false), Some(0));
+        assert_eq!(
+            evaluate(&t, false, ip("2001:db8::10"), 5432, false),
+            Some(0)
+        );
         // The wildcard covers db.prod.example too, on its own ports.
         assert_eq!(evaluate(&t, false, ip("192.0.2.10"), 443, false), Some(1));
         // Re-resolving to a new address keeps the old one blocked.
@@ -592,6 +608,9 @@ mod tests {
         let ports: Vec<(u16, u16)> = (1..=20).map(|p| (p, p)).collect();
         let plan = NetPlan::new(vec![rule("many", &[("192.0.2.0", 24)], &ports)], false).unwrap();
         let err = plan.tables().unwrap_err().to_string();
-        assert!(err.contains("many") && err.contains("192.0.2.0/24"), "{err}");
+        assert!(
+            err.contains("many") && err.contains("192.0.2.0/24"),
+            "{err}"
+        );
     }
 }

@@ -27,7 +27,7 @@ pub enum RunPolicyError {
     #[error("{0}")]
     Load(#[from] PolicyError),
     /// The trust store failed.
-    #[error("trust store in {STATE_DIR}: {0}")]
+    #[error("trust store: {0}")]
     Trust(#[from] TrustError),
     /// The human said no, or could not be asked.
     #[error("{0}")]
@@ -112,7 +112,10 @@ pub fn ensure_trusted(
         )));
     };
     let mut out = &tty;
-    let _ = write!(out, "{shown}\n\nTrust this policy for runs in this repository? [y/N] ");
+    let _ = write!(
+        out,
+        "{shown}\n\nTrust this policy for runs in this repository? [y/N] "
+    );
     let _ = out.flush();
     let mut answer = String::new();
     let _ = std::io::BufReader::new(&tty).read_line(&mut answer);

@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write as _};
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -26,9 +26,9 @@ use crate::cgroup::{Cgroup2Mount, SessionCgroup};
 use crate::ebpf::{NetMaps, NetSetup, Observer};
 use crate::events::{self, Clock, Event, EventData, ProcessTable, RuleNames};
 use crate::fanotify::{DenyGlob, FileGuard, FileRuleInfo, Refusal};
+use crate::launch::{self, ChildSetup, Identity, SpawnError, Step};
 use crate::network::{NetPlan, NetRule};
 use crate::policy::{self, EffectivePolicy, LoadOptions, Source, TrustDecision};
-use crate::launch::{self, ChildSetup, Identity, SpawnError, Step};
 use crate::tracefs::{self, SchedOffsets};
 
 /// How often the reader looks at the ring buffer when no wakeup came (high-rate probes only
@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub policy: Option<PathBuf>,
     /// `--trust-policy`: accept a new or changed repository policy without asking.
     pub trust_policy: bool,
+    /// `--state-dir`: root-owned state (trusted policies).
+    pub state_dir: PathBuf,
     /// `--strict`: a rule that cannot be installed (a hostname that does not resolve, a glob
     /// of the user's or repository's policy that matches nothing) is fatal.
     pub strict: bool,
@@ -122,7 +124,7 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
     for w in &policy.warnings {
         eprintln!("agent-sandbox: {w}");
     }
-    let trust = policy::ensure_trusted(&policy, Path::new(policy::STATE_DIR), opts.trust_policy)?;
+    let trust = policy::ensure_trusted(&policy, &opts.state_dir, opts.trust_policy)?;
     let network = policy::network_plan(&policy)?;
     let mut own: Vec<PathBuf> = policy
         .sources
@@ -132,7 +134,7 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
             Source::Default => None,
         })
         .collect();
-    own.push(PathBuf::from(policy::STATE_DIR));
+    own.push(opts.state_dir.clone());
     if let Some(ev) = opts.events.as_ref().filter(|p| p.as_os_str() != "-") {
         own.push(std::path::absolute(ev).unwrap_or_else(|_| ev.clone()));
     }
@@ -243,7 +245,10 @@ fn run_in_cgroup(
             );
         }
         if opts.strict && !failed.is_empty() {
-            bail!("--strict: {} hostname(s) of network rules did not resolve", failed.len());
+            bail!(
+                "--strict: {} hostname(s) of network rules did not resolve",
+                failed.len()
+            );
         }
     }
 

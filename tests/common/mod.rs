@@ -70,10 +70,22 @@ impl Drop for Scratch {
     }
 }
 
-/// `agent-sandbox run` with the given options, as a command ready to spawn.
+/// A workspace of the tests' own (`target/e2e/workspace`, with a `.git` so that the search
+/// for a repository policy stops there instead of finding this repository's example policy).
+pub fn neutral_workspace() -> PathBuf {
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e/workspace");
+    fs::create_dir_all(ws.join(".git")).expect("create test workspace");
+    let _ = fs::set_permissions(&ws, fs::Permissions::from_mode(0o755));
+    ws
+}
+
+/// `agent-sandbox run` with the given options, as a command ready to spawn. It starts in
+/// [`neutral_workspace`], so only the embedded default policy applies unless a test says
+/// otherwise (`current_dir`, `--policy`).
 pub fn sandbox(opts: &[&str], cmd: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.arg("run").args(opts).arg("--").args(cmd);
+    c.current_dir(neutral_workspace());
     c
 }
 

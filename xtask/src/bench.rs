@@ -201,7 +201,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<bool> {
     for workload in selected {
         let reps = args.reps.unwrap_or(workload.default_reps(args.quick));
         println!("[bench] {}: preparing", workload.name());
-        let run = match workloads::prepare(workload, root, &bench_dir) {
+        let run = match workloads::prepare(workload, &bench_dir) {
             Ok(prepared) => {
                 let run = measure(workload, &prepared, reps, &ctx);
                 // the build's target directory is a few hundred MB nobody will look at

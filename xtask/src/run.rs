@@ -62,6 +62,16 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<()> {
         sudo.arg("-E").arg(&bin);
         sudo
     };
+    // The agent starts in a workspace of its own, under the embedded default policy: from this
+    // repository's root the search would find the example policy.toml (which a run would then
+    // ask to trust). A `.git` marks the workspace root, where that search stops.
+    let workspace = root.join("target/demo-workspace");
+    std::fs::create_dir_all(workspace.join(".git"))?;
+    println!(
+        "[run] the agent starts in {} under the embedded default policy",
+        workspace.display()
+    );
+    cmd.current_dir(&workspace);
     cmd.arg("run");
     if let Some(user) = &args.user {
         cmd.arg("--user").arg(user);

@@ -119,7 +119,15 @@ impl Prepared {
 }
 
 /// Builds whatever `workload` needs under `bench_dir` and returns how to run it.
-pub fn prepare(workload: Workload, root: &Path, bench_dir: &Path) -> Result<Prepared> {
+pub fn prepare(workload: Workload, bench_dir: &Path) -> Result<Prepared> {
+    // The sandboxed legs run under the embedded default policy: the workloads start in a
+    // workspace of their own, whose `.git` stops the search for a repository policy.toml
+    // before it reaches this repository's example policy.
+    fs::create_dir_all(bench_dir.join(".git"))
+        .with_context(|| format!("failed to create {}/.git", bench_dir.display()))?;
+    let ws = bench_dir.join("workspace");
+    fs::create_dir_all(ws.join(".git"))
+        .with_context(|| format!("failed to create {}/.git", ws.display()))?;
     match workload {
         Workload::Open => {
             let bin = compile_c(bench_dir, "open_close", OPEN_C)?;
@@ -133,7 +141,7 @@ pub fn prepare(workload: Workload, root: &Path, bench_dir: &Path) -> Result<Prep
                     target.into(),
                     OPEN_ITERATIONS.to_string().into(),
                 ],
-                cwd: Some(root.to_path_buf()),
+                cwd: Some(ws.clone()),
                 env: Vec::new(),
                 fresh_dir: None,
             })
@@ -151,7 +159,7 @@ pub fn prepare(workload: Workload, root: &Path, bench_dir: &Path) -> Result<Prep
                     true_bin.into(),
                     FORKEXEC_ITERATIONS.to_string().into(),
                 ],
-                cwd: Some(root.to_path_buf()),
+                cwd: Some(ws.clone()),
                 env: Vec::new(),
                 fresh_dir: None,
             })
@@ -162,7 +170,7 @@ pub fn prepare(workload: Workload, root: &Path, bench_dir: &Path) -> Result<Prep
             Ok(Prepared {
                 description: "`true`: start-up and tear-down only".to_owned(),
                 argv: vec![true_bin.into()],
-                cwd: Some(root.to_path_buf()),
+                cwd: Some(ws.clone()),
                 env: Vec::new(),
                 fresh_dir: None,
             })
