@@ -266,11 +266,29 @@ struct Header<'a> {
     session: Option<Cow<'a, str>>,
 }
 
-/// The last in-order record accepted.
+/// `record N` or `records A..=B`.
+fn seq_range(start: u64, end: u64) -> String {
+    if start == end {
+        format!("record {start}")
+    } else {
+        format!("records {start}..={end}")
+    }
+}
+
+/// A record whose MAC verified.
 #[derive(Clone, Copy)]
-struct Anchor {
+struct Rec {
+    line: u64,
     seq: u64,
+    prev: [u8; 32],
     hash: [u8; 32],
+}
+
+/// A record that skipped ahead of the expected seq, held until the next record says whether
+/// records are missing before it or it came early.
+struct Tentative {
+    rec: Rec,
+    covered: Vec<u64>,
 }
 
 /// A line whose MAC does not verify, waiting to be classified.
@@ -291,7 +309,11 @@ struct Verifier<'c> {
     mac: HmacSha256,
     checkpoint: Option<&'c Checkpoint>,
     session: Option<String>,
-    anchor: Option<Anchor>,
+    /// The chain head: the last in-order record accepted.
+    anchor: Option<Rec>,
+    tentative: Option<Tentative>,
+    /// Records that came before records preceding them, waiting for the chain to reach them.
+    early: Vec<Rec>,
     pending: Vec<Pending>,
     gaps: Vec<Gap>,
     problems: Vec<Problem>,
@@ -310,6 +332,8 @@ impl<'c> Verifier<'c> {
             checkpoint,
             session: None,
             anchor: None,
+            tentative: None,
+            early: Vec::new(),
             pending: Vec::new(),
             gaps: Vec::new(),
             problems: Vec::new(),
@@ -411,11 +435,62 @@ impl<'c> Verifier<'c> {
             self.check_genesis(n, header.session.as_deref(), &prev);
         }
         self.check_checkpoint_record(n, seq, &hash);
+        self.valid(Rec {
+            line: n,
+            seq,
+            prev,
+            hash,
+        });
+    }
+
+    /// Places a record whose MAC verified in the chain.
+    fn valid(&mut self, r: Rec) {
+        if let Some(t) = self.tentative.take() {
+            if r.seq >= self.expected_seq() && r.seq < t.rec.seq {
+                // The chain goes on below the earlier jump: that record came early.
+                self.problem(
+                    t.rec.line,
+                    ProblemKind::Reordered,
+                    format!(
+                        "record {} comes before {} that precede{} it",
+                        t.rec.seq,
+                        seq_range(self.expected_seq(), t.rec.seq - 1),
+                        if self.expected_seq() == t.rec.seq - 1 { "s" } else { "" }
+                    ),
+                );
+                self.push_early(t);
+            } else {
+                self.commit_jump(t);
+            }
+        }
         let expected = self.expected_seq();
-        if seq >= expected {
-            self.forward(n, seq, &prev, hash, expected);
+        if r.seq < expected {
+            self.backward(r);
+            return;
+        }
+        let covered = self.resolve_pending(expected, Some(r.seq));
+        if r.seq == expected {
+            // Without an anchor this is record 0, whose prev was checked against the session.
+            if let Some(a) = self.anchor
+                && a.hash != r.prev
+            {
+                self.problem(
+                    r.line,
+                    ProblemKind::Deleted,
+                    format!(
+                        "record {}'s prev does not match the record before it: records were \
+                         removed and the chain re-linked",
+                        r.seq
+                    ),
+                );
+            }
+            self.accept(r);
+        } else if u64::try_from(covered.len()).is_ok_and(|c| c == r.seq - expected) {
+            // Altered lines stand for every seq in between: nothing is missing.
+            self.accept(r);
         } else {
-            self.backward(n, seq);
+            // A jump: records are missing, or this one came early. The next record tells.
+            self.tentative = Some(Tentative { rec: r, covered });
         }
     }
 
@@ -471,44 +546,66 @@ impl<'c> Verifier<'c> {
         }
     }
 
-    /// A valid record at or after the expected seq.
-    fn forward(&mut self, n: u64, seq: u64, prev: &[u8; 32], hash: [u8; 32], expected: u64) {
-        let covered = self.resolve_pending(expected, Some(seq));
-        if seq == expected {
-            // Without an anchor this is record 0, whose prev was checked against the session.
-            if let Some(a) = self.anchor
-                && a.hash != *prev
-            {
+    /// A jump turned out real: the seqs it skipped (less those altered lines stand for) are
+    /// missing unless they turn up later.
+    fn commit_jump(&mut self, t: Tentative) {
+        let expected = self.expected_seq();
+        if t.rec.seq > expected {
+            self.add_gaps(t.rec.line, expected, t.rec.seq - 1, &t.covered);
+        }
+        self.accept(t.rec);
+    }
+
+    /// Makes `r` the chain head, then takes in records that came early and now follow it.
+    fn accept(&mut self, r: Rec) {
+        self.anchor = Some(r);
+        while let Some(a) = self.anchor {
+            let next = a.seq.saturating_add(1);
+            let Some(i) = self.early.iter().position(|e| e.seq == next) else {
+                break;
+            };
+            let e = self.early.remove(i);
+            if e.prev != a.hash {
                 self.problem(
-                    n,
+                    e.line,
                     ProblemKind::Deleted,
                     format!(
-                        "record {seq}'s prev does not match the line before it: records were \
-                         removed and the chain re-linked"
+                        "record {}'s prev does not match record {}: the chain was re-linked",
+                        e.seq, a.seq
                     ),
                 );
             }
-        } else {
-            self.add_gaps(n, expected, seq - 1, &covered);
+            self.anchor = Some(e);
         }
-        self.anchor = Some(Anchor { seq, hash });
+    }
+
+    fn push_early(&mut self, t: Tentative) {
+        if self.early.len() >= MAX_GAPS && !self.early.is_empty() {
+            // Forget the oldest: when the chain reaches its seq it will look missing, which
+            // is still reported, only less precisely.
+            self.early.remove(0);
+        }
+        self.early.push(t.rec);
     }
 
     /// A valid record whose seq is lower than expected: it fills a gap (reordered) or repeats
     /// a seq (inserted copy).
-    fn backward(&mut self, n: u64, seq: u64) {
+    fn backward(&mut self, r: Rec) {
         let head = self.anchor.map_or(0, |a| a.seq);
-        if self.take_from_gaps(seq) {
+        if self.take_from_gaps(r.seq) {
             self.problem(
-                n,
+                r.line,
                 ProblemKind::Reordered,
-                format!("record {seq} comes after record {head}"),
+                format!("record {} comes after record {head}", r.seq),
             );
         } else {
             self.problem(
-                n,
+                r.line,
                 ProblemKind::Inserted,
-                format!("record {seq} repeats a seq already seen (latest is {head}): a copy"),
+                format!(
+                    "record {} repeats a seq already seen (latest is {head}): a copy",
+                    r.seq
+                ),
             );
         }
     }
@@ -540,23 +637,50 @@ impl<'c> Verifier<'c> {
     }
 
     /// Classifies the unverified lines seen since the anchor, now that the next good record
-    /// (seq `hi`, exclusive) or the end (`hi` = None: unbounded) is known. A line claiming a
-    /// distinct seq in `lo..hi` stands where a record is missing: edited. Any other is an
-    /// insertion. Returns the seqs the edited lines stand for, sorted.
+    /// (seq `hi`, exclusive) or the end (`hi` = None: nothing more is known to be missing) is
+    /// known. A line claiming a distinct seq in `lo..hi` stands where that record is missing:
+    /// edited. Then the other lines, in order, take the missing seqs still free (an edit that
+    /// changed the seq too); lines left over are insertions. Returns the seqs the edited lines
+    /// stand for, sorted.
     fn resolve_pending(&mut self, lo: u64, hi: Option<u64>) -> Vec<u64> {
         let mut covered: Vec<u64> = Vec::new();
         let pending = std::mem::take(&mut self.pending);
+        let mut unfit = Vec::new();
         for p in pending {
-            let fits = p
-                .claimed_seq
-                .filter(|&c| c >= lo && hi.is_none_or(|h| c < h) && !covered.contains(&c));
+            let fits = p.claimed_seq.filter(|&c| {
+                c >= lo && hi.is_none_or(|h| c < h) && covered.binary_search(&c).is_err()
+            });
             match fits {
                 Some(c) => {
-                    covered.push(c);
+                    if let Err(at) = covered.binary_search(&c) {
+                        covered.insert(at, c);
+                    }
                     self.problem(
                         p.line,
                         ProblemKind::Edited,
                         format!("record {c} was altered: {}", p.why),
+                    );
+                }
+                None => unfit.push(p),
+            }
+        }
+        for p in unfit {
+            let slot = hi.and_then(|h| {
+                let mut c = lo;
+                while covered.binary_search(&c).is_ok() {
+                    c = c.saturating_add(1);
+                }
+                (c < h).then_some(c)
+            });
+            match slot {
+                Some(c) => {
+                    if let Err(at) = covered.binary_search(&c) {
+                        covered.insert(at, c);
+                    }
+                    self.problem(
+                        p.line,
+                        ProblemKind::Edited,
+                        format!("record {c} was altered, its seq included: {}", p.why),
                     );
                 }
                 None => {
@@ -574,7 +698,6 @@ impl<'c> Verifier<'c> {
                 }
             }
         }
-        covered.sort_unstable();
         covered
     }
 
@@ -671,6 +794,21 @@ impl<'c> Verifier<'c> {
                      that does"
                 ),
             );
+        }
+        // Nothing came below the last jump: it was real.
+        if let Some(t) = self.tentative.take() {
+            self.commit_jump(t);
+        }
+        // Early records the chain never reached: the records before them are missing.
+        let mut early = std::mem::take(&mut self.early);
+        early.sort_by_key(|e| e.seq);
+        for e in early {
+            if e.seq >= self.expected_seq() {
+                self.commit_jump(Tentative {
+                    rec: e,
+                    covered: Vec::new(),
+                });
+            }
         }
         let expected = self.expected_seq();
         let end_bound = self.checkpoint.map(|cp| cp.records.max(expected));
