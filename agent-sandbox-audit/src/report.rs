@@ -945,6 +945,9 @@ fn fmt_duration(ms: i64) -> String {
         format!("{ms} ms")
     } else if ms.abs() < 60_000 {
         format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms.abs() < 3_600_000 {
+        let total = ms / 1000;
+        format!("{}m{:02}s", total / 60, total % 60)
     } else {
         let total = ms / 1000;
         format!(
@@ -1077,19 +1080,24 @@ pub fn render_text(report: &Report) -> String {
 
     let _ = writeln!(out, "\nHolds ({})", report.holds.len());
     rows(&mut out, &report.holds, |h| {
+        let decided = match &h.decision {
+            Some(d) => format!(
+                "{d} by {}{}",
+                opt(&h.by),
+                h.latency_ms
+                    .map(|l| format!(" after {l} ms"))
+                    .unwrap_or_default()
+            ),
+            None => "UNDECIDED (no decision in the log)".to_string(),
+        };
         format!(
-            "#{} {}  `{}` by {}[{}], rule {}: {} by {}{}",
+            "#{} {}  `{}` by {}[{}], rule {}: {decided}",
             h.hold_id,
             h.time.as_deref().unwrap_or("-"),
             h.what,
             opt(&h.comm),
             h.pid.map_or_else(|| "?".to_string(), |p| p.to_string()),
             opt(&h.rule),
-            h.decision.as_deref().unwrap_or("UNDECIDED"),
-            opt(&h.by),
-            h.latency_ms
-                .map(|l| format!(" after {l} ms"))
-                .unwrap_or_default()
         )
     });
 

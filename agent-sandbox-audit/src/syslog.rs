@@ -11,8 +11,12 @@
 //! Severity: warning for refusals, holds and freezes, notice for decisions and session
 //! boundaries, info for the rest.
 //!
-//! The socket is non-blocking: a full or absent syslog daemon makes a send fail at once, and the
-//! failure is counted in [`SyslogStats`]; it never stalls the writer.
+//! The socket is non-blocking. When the daemon's queue is full (Linux queues only
+//! `net.unix.max_dgram_qlen` datagrams, 10 by default, per socket), a send waits at most
+//! [`SyslogForwarder::set_max_wait`] (2 ms by default) for room, once; if there is still none,
+//! the record is dropped and counted in [`SyslogStats`], and later sends do not wait at all
+//! until one goes through again. An absent daemon fails at once. So a stuck syslog costs the
+//! writer one short wait, never a stall.
 
 use std::fmt::Write as _;
 use std::io::ErrorKind;
@@ -33,6 +37,8 @@ pub const FACILITY_AUTHPRIV: u8 = 10;
 /// Longest datagram sent; longer records are cut (and counted), as many syslog daemons cap
 /// messages at 8 KiB anyway.
 pub const MAX_MESSAGE: usize = 8192;
+/// Default bound on the wait for room in a full queue.
+const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(2);
 /// After the daemon went away, reconnect at most this often.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
@@ -57,6 +63,10 @@ pub struct SyslogForwarder {
     buf: Vec<u8>,
     stats: SyslogStats,
     last_reconnect: Option<Instant>,
+    max_wait: Duration,
+    /// The last send found the queue full even after waiting: do not wait again until a send
+    /// succeeds.
+    congested: bool,
 }
 
 fn new_socket(path: &Path) -> std::io::Result<UnixDatagram> {
@@ -128,6 +138,24 @@ fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Waits up to `max` for the socket to accept a datagram; `true` if it will.
+fn wait_writable(socket: &UnixDatagram, max: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    if max.is_zero() {
+        return false;
+    }
+    let mut pfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(max.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `pfd` is a valid pollfd for an open descriptor owned by `socket`, and the count
+    // passed is 1, matching the single struct.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    n == 1 && pfd.revents & libc::POLLOUT != 0
+}
+
 impl SyslogForwarder {
     /// Connects to `path` (default [`DEFAULT_SYSLOG_PATH`]). Fails if nothing listens there
     /// now, so a missing daemon is noticed at start; later failures are only counted.
@@ -143,7 +171,14 @@ impl SyslogForwarder {
             buf: Vec::with_capacity(MAX_MESSAGE),
             stats: SyslogStats::default(),
             last_reconnect: None,
+            max_wait: DEFAULT_MAX_WAIT,
+            congested: false,
         })
+    }
+
+    /// Sets how long a send may wait for room when the daemon's queue is full (zero: never).
+    pub fn set_max_wait(&mut self, wait: Duration) {
+        self.max_wait = wait;
     }
 
     /// Counts so far.
@@ -188,7 +223,20 @@ impl SyslogForwarder {
         match self.socket.send(&self.buf) {
             Ok(_) => {
                 self.stats.sent += 1;
+                self.congested = false;
                 true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if !self.congested
+                    && wait_writable(&self.socket, self.max_wait)
+                    && self.socket.send(&self.buf).is_ok()
+                {
+                    self.stats.sent += 1;
+                    return true;
+                }
+                self.congested = true;
+                self.stats.failed += 1;
+                false
             }
             Err(e)
                 if matches!(

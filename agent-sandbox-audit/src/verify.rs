@@ -455,7 +455,11 @@ impl<'c> Verifier<'c> {
                         "record {} comes before {} that precede{} it",
                         t.rec.seq,
                         seq_range(self.expected_seq(), t.rec.seq - 1),
-                        if self.expected_seq() == t.rec.seq - 1 { "s" } else { "" }
+                        if self.expected_seq() == t.rec.seq - 1 {
+                            "s"
+                        } else {
+                            ""
+                        }
                     ),
                 );
                 self.push_early(t);

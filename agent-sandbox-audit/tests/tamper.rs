@@ -11,7 +11,9 @@ use common::{Built, build_log, split_lines};
 use serde_json::Value;
 
 fn line_index(op: &Value, field: &str) -> usize {
-    let n = op[field].as_u64().unwrap_or_else(|| panic!("op needs `{field}`: {op}"));
+    let n = op[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("op needs `{field}`: {op}"));
     usize::try_from(n).unwrap() - 1
 }
 
@@ -74,7 +76,11 @@ fn apply(op: &Value, lines: &mut Vec<Vec<u8>>, built: &Built) {
 }
 
 fn kind_name(k: ProblemKind) -> String {
-    serde_json::to_value(k).unwrap().as_str().unwrap().to_string()
+    serde_json::to_value(k)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -158,7 +164,10 @@ fn checkpoint_from_another_session_is_reported() {
     let other = a.dir.path().join("other.jsonl");
     let other_cp = a.dir.path().join("other.cp");
     let mut w = agent_sandbox_audit::AuditWriter::create_with_checkpoint(
-        &other, &other_cp, &a.key, "another-session",
+        &other,
+        &other_cp,
+        &a.key,
+        "another-session",
     )
     .unwrap();
     for e in common::events() {

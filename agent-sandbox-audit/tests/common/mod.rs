@@ -34,8 +34,8 @@ pub fn build_log() -> Built {
     let checkpoint = dir.path().join("state").join("audit.checkpoint");
     std::fs::create_dir(dir.path().join("state")).expect("state dir");
     let key = AuditKey::from_bytes(*b"0123456789abcdef0123456789abcdef");
-    let mut w = AuditWriter::create_with_checkpoint(&log, &checkpoint, &key, SESSION)
-        .expect("create log");
+    let mut w =
+        AuditWriter::create_with_checkpoint(&log, &checkpoint, &key, SESSION).expect("create log");
     for (i, e) in events().iter().enumerate() {
         assert_eq!(w.append(e).expect("append"), i as u64);
     }
