@@ -75,13 +75,27 @@ pub(crate) fn unhex32(text: &[u8]) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Hex digit values, 0xff for bytes that are not hex digits: one table load per digit on the
+/// verifier's hot path.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+fn hex_digit(c: u8) -> Option<u8> {
+    let v = HEX_VALUE[usize::from(c)];
+    (v != 0xff).then_some(v)
 }
 
 /// Appends `,"mac":"<hex>"}` to `buf`, which holds an unterminated JSON object: the MAC covers

@@ -2,6 +2,7 @@
 //! checkpoint. Streams the file with bounded memory and never stops at the first problem.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, ErrorKind};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -23,6 +24,9 @@ const MAX_PENDING: usize = 4096;
 /// Seq gaps waiting to be filled by records that come later (reordered); older ones are
 /// reported early as deleted.
 const MAX_GAPS: usize = 4096;
+/// Records that came ahead of their place, waiting for the chain to reach them (about 100
+/// bytes each).
+const MAX_EARLY: usize = 65_536;
 
 /// What a [`Problem`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -238,7 +242,7 @@ pub(crate) fn read_line<R: BufRead>(reader: &mut R, line: &mut Line) -> std::io:
             return Ok(any);
         }
         any = true;
-        let (chunk, consumed, found) = match avail.iter().position(|&b| b == b'\n') {
+        let (chunk, consumed, found) = match memchr::memchr(b'\n', avail) {
             Some(i) => (avail.get(..i).unwrap_or_default(), i + 1, true),
             None => (avail, avail.len(), false),
         };
@@ -254,6 +258,26 @@ pub(crate) fn read_line<R: BufRead>(reader: &mut R, line: &mut Line) -> std::io:
             return Ok(true);
         }
     }
+}
+
+/// Reads the writer's fixed prefix `{"seq":N,"prev":"<64 hex>",`. Used only on lines whose MAC
+/// verified: their bytes are the writer's own, so a full JSON parse would learn nothing more
+/// (and costs more than the MAC and the hash together). `None` sends the line to the full
+/// parse.
+fn fast_header(b: &[u8]) -> Option<(u64, [u8; 32])> {
+    let rest = b.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (num, rest) = rest.split_at_checked(digits)?;
+    if num.is_empty() || num.len() > 20 || (num.len() > 1 && num.first() == Some(&b'0')) {
+        return None;
+    }
+    let seq = std::str::from_utf8(num).ok()?.parse::<u64>().ok()?;
+    let rest = rest.strip_prefix(b",\"prev\":\"")?;
+    let (hex, rest) = rest.split_at_checked(64)?;
+    if !rest.starts_with(b"\",") {
+        return None;
+    }
+    Some((seq, unhex32(hex)?))
 }
 
 /// The chain fields of a line. Unknown fields are skipped without being built.
@@ -299,6 +323,7 @@ struct Pending {
 }
 
 /// Seqs `start..=end` missing, first noticed at `line`.
+#[derive(Clone, Copy)]
 struct Gap {
     start: u64,
     end: u64,
@@ -313,14 +338,17 @@ struct Verifier<'c> {
     anchor: Option<Rec>,
     tentative: Option<Tentative>,
     /// Records that came before records preceding them, waiting for the chain to reach them.
-    early: Vec<Rec>,
-    pending: Vec<Pending>,
-    gaps: Vec<Gap>,
+    early: BTreeMap<u64, Rec>,
+    pending: VecDeque<Pending>,
+    /// Missing seqs by the start of their range.
+    gaps: BTreeMap<u64, Gap>,
     problems: Vec<Problem>,
     omitted: u64,
     records: u64,
     lines: u64,
     unauthenticated: u64,
+    /// Early records forgotten because there were too many.
+    early_dropped: u64,
     /// Lines (first, last, count) dropped from `pending` before any record verified.
     unverified_prefix: Option<(u64, u64, u64)>,
 }
@@ -333,15 +361,16 @@ impl<'c> Verifier<'c> {
             session: None,
             anchor: None,
             tentative: None,
-            early: Vec::new(),
-            pending: Vec::new(),
-            gaps: Vec::new(),
+            early: BTreeMap::new(),
+            pending: VecDeque::new(),
+            gaps: BTreeMap::new(),
             problems: Vec::new(),
             omitted: 0,
             records: 0,
             lines: 0,
             unauthenticated: 0,
             unverified_prefix: None,
+            early_dropped: 0,
         }
     }
 
@@ -383,6 +412,12 @@ impl<'c> Verifier<'c> {
         }
         let bytes = line.bytes.as_slice();
         let seal = check_seal(&self.mac, bytes);
+        if seal == SealCheck::Valid
+            && let Some((seq, prev)) = fast_header(bytes).filter(|&(seq, _)| seq != 0)
+        {
+            self.authentic(n, bytes, seq, prev, None);
+            return;
+        }
         let header = serde_json::from_slice::<Header>(bytes).ok();
         let header = match header {
             Some(h) => h,
@@ -429,10 +464,15 @@ impl<'c> Verifier<'c> {
                 return;
             }
         };
+        self.authentic(n, bytes, seq, prev, header.session.as_deref());
+    }
+
+    /// A line whose MAC verified, with its chain fields read.
+    fn authentic(&mut self, n: u64, bytes: &[u8], seq: u64, prev: [u8; 32], session: Option<&str>) {
         self.records = self.records.saturating_add(1);
         let hash = sha256(bytes);
         if seq == 0 && self.session.is_none() {
-            self.check_genesis(n, header.session.as_deref(), &prev);
+            self.check_genesis(n, session, &prev);
         }
         self.check_checkpoint_record(n, seq, &hash);
         self.valid(Rec {
@@ -565,10 +605,9 @@ impl<'c> Verifier<'c> {
         self.anchor = Some(r);
         while let Some(a) = self.anchor {
             let next = a.seq.saturating_add(1);
-            let Some(i) = self.early.iter().position(|e| e.seq == next) else {
+            let Some(e) = self.early.remove(&next) else {
                 break;
             };
-            let e = self.early.remove(i);
             if e.prev != a.hash {
                 self.problem(
                     e.line,
@@ -584,12 +623,13 @@ impl<'c> Verifier<'c> {
     }
 
     fn push_early(&mut self, t: Tentative) {
-        if self.early.len() >= MAX_GAPS && !self.early.is_empty() {
-            // Forget the oldest: when the chain reaches its seq it will look missing, which
-            // is still reported, only less precisely.
-            self.early.remove(0);
+        self.early.insert(t.rec.seq, t.rec);
+        if self.early.len() > MAX_EARLY {
+            // Forget the furthest ahead: it will then be reported missing, which is still a
+            // report, only a less precise one; `finish` says so.
+            self.early.pop_last();
+            self.early_dropped += 1;
         }
-        self.early.push(t.rec);
     }
 
     /// A valid record whose seq is lower than expected: it fills a gap (reordered) or repeats
@@ -616,7 +656,9 @@ impl<'c> Verifier<'c> {
 
     fn push_pending(&mut self, line: u64, claimed_seq: Option<u64>, why: &'static str) {
         if self.pending.len() >= MAX_PENDING && !self.pending.is_empty() {
-            let old = self.pending.remove(0);
+            let Some(old) = self.pending.pop_front() else {
+                return;
+            };
             if self.records == 0 {
                 // Nothing has verified yet: most likely a wrong key. Keep a count, not a
                 // problem per line; `finish` reports it either way.
@@ -633,7 +675,7 @@ impl<'c> Verifier<'c> {
                 );
             }
         }
-        self.pending.push(Pending {
+        self.pending.push_back(Pending {
             line,
             claimed_seq,
             why,
@@ -647,18 +689,16 @@ impl<'c> Verifier<'c> {
     /// changed the seq too); lines left over are insertions. Returns the seqs the edited lines
     /// stand for, sorted.
     fn resolve_pending(&mut self, lo: u64, hi: Option<u64>) -> Vec<u64> {
-        let mut covered: Vec<u64> = Vec::new();
+        let mut covered: BTreeSet<u64> = BTreeSet::new();
         let pending = std::mem::take(&mut self.pending);
         let mut unfit = Vec::new();
         for p in pending {
-            let fits = p.claimed_seq.filter(|&c| {
-                c >= lo && hi.is_none_or(|h| c < h) && covered.binary_search(&c).is_err()
-            });
+            let fits = p
+                .claimed_seq
+                .filter(|&c| c >= lo && hi.is_none_or(|h| c < h) && !covered.contains(&c));
             match fits {
                 Some(c) => {
-                    if let Err(at) = covered.binary_search(&c) {
-                        covered.insert(at, c);
-                    }
+                    covered.insert(c);
                     self.problem(
                         p.line,
                         ProblemKind::Edited,
@@ -668,19 +708,18 @@ impl<'c> Verifier<'c> {
                 None => unfit.push(p),
             }
         }
+        // The lowest free seq only moves up as seqs are taken, so one cursor serves all lines.
+        let mut free = lo;
         for p in unfit {
             let slot = hi.and_then(|h| {
-                let mut c = lo;
-                while covered.binary_search(&c).is_ok() {
-                    c = c.saturating_add(1);
+                while free < h && covered.contains(&free) {
+                    free += 1;
                 }
-                (c < h).then_some(c)
+                (free < h).then_some(free)
             });
             match slot {
                 Some(c) => {
-                    if let Err(at) = covered.binary_search(&c) {
-                        covered.insert(at, c);
-                    }
+                    covered.insert(c);
                     self.problem(
                         p.line,
                         ProblemKind::Edited,
@@ -702,7 +741,7 @@ impl<'c> Verifier<'c> {
                 }
             }
         }
-        covered
+        covered.into_iter().collect()
     }
 
     /// Records `start..=end` minus `covered` as missing, to be reported as deleted unless they
@@ -722,11 +761,13 @@ impl<'c> Verifier<'c> {
     }
 
     fn push_gap(&mut self, line: u64, start: u64, end: u64) {
-        if self.gaps.len() >= MAX_GAPS && !self.gaps.is_empty() {
-            let old = self.gaps.remove(0);
+        self.gaps.insert(start, Gap { start, end, line });
+        if self.gaps.len() > MAX_GAPS
+            && let Some((_, old)) = self.gaps.pop_first()
+        {
+            // The oldest gap is the least likely to be filled by a late record.
             self.report_gap(&old);
         }
-        self.gaps.push(Gap { start, end, line });
     }
 
     fn report_gap(&mut self, g: &Gap) {
@@ -745,30 +786,30 @@ impl<'c> Verifier<'c> {
 
     /// Removes `seq` from the gaps; `true` if it was missing.
     fn take_from_gaps(&mut self, seq: u64) -> bool {
-        let Some(i) = self
+        let Some(start) = self
             .gaps
-            .iter()
-            .position(|g| g.start <= seq && seq <= g.end)
+            .range(..=seq)
+            .next_back()
+            .filter(|(_, g)| seq <= g.end)
+            .map(|(&start, _)| start)
         else {
             return false;
         };
-        let Some(g) = self.gaps.get_mut(i) else {
+        let Some(g) = self.gaps.remove(&start) else {
             return false;
         };
-        if g.start == g.end {
-            self.gaps.remove(i);
-        } else if seq == g.start {
-            g.start += 1;
-        } else if seq == g.end {
-            g.end -= 1;
-        } else {
-            let tail = Gap {
-                start: seq + 1,
-                end: g.end,
-                line: g.line,
-            };
-            g.end = seq - 1;
-            self.gaps.insert(i + 1, tail);
+        // Put back what is left on either side of `seq`.
+        if g.start < seq {
+            self.gaps.insert(g.start, Gap { end: seq - 1, ..g });
+        }
+        if seq < g.end {
+            self.gaps.insert(
+                seq + 1,
+                Gap {
+                    start: seq + 1,
+                    ..g
+                },
+            );
         }
         true
     }
@@ -804,9 +845,8 @@ impl<'c> Verifier<'c> {
             self.commit_jump(t);
         }
         // Early records the chain never reached: the records before them are missing.
-        let mut early = std::mem::take(&mut self.early);
-        early.sort_by_key(|e| e.seq);
-        for e in early {
+        let early = std::mem::take(&mut self.early);
+        for e in early.into_values() {
             if e.seq >= self.expected_seq() {
                 self.commit_jump(Tentative {
                     rec: e,
@@ -818,7 +858,7 @@ impl<'c> Verifier<'c> {
         let end_bound = self.checkpoint.map(|cp| cp.records.max(expected));
         let covered = self.resolve_pending(expected, end_bound);
         let gaps = std::mem::take(&mut self.gaps);
-        for g in &gaps {
+        for g in gaps.values() {
             self.report_gap(g);
         }
         if let Some(cp) = self.checkpoint.filter(|_| !wrong_key) {
@@ -844,6 +884,18 @@ impl<'c> Verifier<'c> {
                 );
             }
         }
+        if self.early_dropped > 0 {
+            let line = self.lines.saturating_add(1);
+            self.problem(
+                line,
+                ProblemKind::Reordered,
+                format!(
+                    "{} records were too far out of place to track (over {MAX_EARLY}); some \
+                     records reported missing may only be out of place",
+                    self.early_dropped
+                ),
+            );
+        }
         let mut problems = self.problems;
         problems.sort_by_key(|p| p.line);
         VerifyReport {
@@ -855,5 +907,71 @@ impl<'c> Verifier<'c> {
             problems,
             problems_omitted: self.omitted,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_header_reads_only_the_canonical_prefix() {
+        let hex = "ab".repeat(32);
+        let line = format!("{{\"seq\":42,\"prev\":\"{hex}\",\"mac\":\"x\"}}");
+        let (seq, prev) = fast_header(line.as_bytes()).unwrap();
+        assert_eq!(seq, 42);
+        assert_eq!(prev, [0xab; 32]);
+        for bad in [
+            format!("{{\"seq\":042,\"prev\":\"{hex}\","),
+            format!("{{\"seq\":,\"prev\":\"{hex}\","),
+            format!("{{\"seq\":99999999999999999999,\"prev\":\"{hex}\","),
+            format!("{{\"seq\":1,\"prev\":\"{}\",", "zz".repeat(32)),
+            format!("{{\"seq\":1,\"prev\":\"{hex}\"}}"),
+            format!("{{ \"seq\":1,\"prev\":\"{hex}\","),
+            "{\"seq\":1".to_string(),
+        ] {
+            assert_eq!(fast_header(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bounded_problems_on_wrong_key() {
+        let key = AuditKey::from_bytes([1; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut w = crate::AuditWriter::create(&path, &key, "s").unwrap();
+        for i in 0..6000 {
+            w.append(&crate::synthetic_record(i)).unwrap();
+        }
+        w.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let r = verify_bytes(&bytes, &AuditKey::from_bytes([2; 32]), None);
+        let kinds: Vec<ProblemKind> = r.problems.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, [ProblemKind::WrongKey]);
+        assert_eq!(r.records, 0);
+        assert!(verify_bytes(&bytes, &key, None).is_clean());
+    }
+
+    #[test]
+    fn problems_are_capped() {
+        let key = AuditKey::from_bytes([1; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut w = crate::AuditWriter::create(&path, &key, "s").unwrap();
+        for i in 0..3000 {
+            w.append(&crate::synthetic_record(i)).unwrap();
+        }
+        drop(w);
+        // Every other line replaced by garbage: 1500 bad JSON lines.
+        let bytes = std::fs::read(&path).unwrap();
+        let mut out = Vec::new();
+        for (i, l) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+            out.extend_from_slice(if i % 2 == 1 { b"garbage\n" } else { l });
+        }
+        let r = verify_bytes(&out, &key, None);
+        assert_eq!(r.problems.len(), MAX_PROBLEMS);
+        assert!(r.problems_omitted > 0);
+        assert_eq!(r.records, 1500);
+        assert!(!r.is_clean());
     }
 }

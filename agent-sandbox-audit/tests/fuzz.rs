@@ -155,3 +155,40 @@ fn random_and_mutated_logs_never_panic() {
         assert_eq!(r.is_clean(), noise.is_empty());
     }
 }
+
+#[test]
+fn whole_log_reversed_or_shuffled_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("big.jsonl");
+    let key = AuditKey::from_bytes([4; 32]);
+    let mut w = agent_sandbox_audit::AuditWriter::create(&log, &key, "big").unwrap();
+    for i in 0..5000 {
+        w.append(&agent_sandbox_audit::synthetic_record(i)).unwrap();
+    }
+    let cp = w.finish().unwrap();
+    let bytes = std::fs::read(&log).unwrap();
+    let mut lines = common::split_lines(&bytes);
+    lines.reverse();
+    let r = verify_bytes(&lines.concat(), &key, Some(&cp));
+    assert_eq!(r.records, 5000);
+    assert_eq!(r.problems.len(), agent_sandbox_audit::MAX_PROBLEMS);
+    // Every record but one is out of place; nothing is missing.
+    assert_eq!(r.problems.len() as u64 + r.problems_omitted, 4999);
+    assert!(
+        r.problems
+            .iter()
+            .all(|p| p.kind == agent_sandbox_audit::ProblemKind::Reordered)
+    );
+
+    let mut rng = Rng(7);
+    for i in (1..lines.len()).rev() {
+        lines.swap(i, rng.below(i + 1));
+    }
+    let r = verify_bytes(&lines.concat(), &key, Some(&cp));
+    assert_eq!(r.records, 5000);
+    assert!(!r.is_clean());
+    assert!(r.problems.iter().all(|p| matches!(
+        p.kind,
+        agent_sandbox_audit::ProblemKind::Reordered | agent_sandbox_audit::ProblemKind::Deleted
+    )));
+}
