@@ -95,6 +95,12 @@ pub enum AuditError {
         /// What is wrong.
         detail: String,
     },
+    /// Checkpoint bytes (not read from a file) could not be parsed or authenticated.
+    #[error("checkpoint: {detail}")]
+    CheckpointFormat {
+        /// What is wrong.
+        detail: String,
+    },
     /// `open_append` found a log that does not verify cleanly.
     #[error(
         "refusing to append to {path}: it does not verify ({problems} problem(s), first: {first}); \

@@ -93,11 +93,16 @@ impl Checkpoint {
         Ok(buf)
     }
 
-    /// Parses and authenticates a checkpoint's bytes. The error string says what is wrong.
-    pub fn parse(bytes: &[u8], key: &AuditKey) -> Result<Checkpoint, String> {
-        let mac = mac_state(key.as_bytes()).map_err(|e| e.to_string())?;
+    /// Parses and authenticates a checkpoint's bytes.
+    pub fn parse(bytes: &[u8], key: &AuditKey) -> Result<Checkpoint, AuditError> {
+        let mac = mac_state(key.as_bytes())?;
+        Self::parse_with(bytes, &mac).map_err(|detail| AuditError::CheckpointFormat { detail })
+    }
+
+    /// The checks of [`Checkpoint::parse`], with a plain description of what is wrong.
+    fn parse_with(bytes: &[u8], mac: &HmacSha256) -> Result<Checkpoint, String> {
         let line = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        match check_seal(&mac, line) {
+        match check_seal(mac, line) {
             SealCheck::Valid => {}
             SealCheck::BadMac => {
                 return Err(
@@ -131,7 +136,8 @@ impl Checkpoint {
     /// Reads and authenticates a checkpoint file.
     pub fn load(path: &Path, key: &AuditKey) -> Result<Checkpoint, AuditError> {
         let bytes = crate::read_small_file(path, 64 * 1024 + MAX_LINE)?;
-        Checkpoint::parse(&bytes, key).map_err(|detail| AuditError::Checkpoint {
+        let mac = mac_state(key.as_bytes())?;
+        Checkpoint::parse_with(&bytes, &mac).map_err(|detail| AuditError::Checkpoint {
             path: path.to_path_buf(),
             detail,
         })
@@ -484,6 +490,29 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn checkpoint_parse_round_trip_and_refusals() {
+        let key = AuditKey::from_bytes([6; 32]);
+        let cp = Checkpoint {
+            session_id: "s\"1".to_string(),
+            records: 3,
+            last_hash: "ab".repeat(32),
+            is_final: true,
+        };
+        let line = cp.to_line(&key).unwrap();
+        assert_eq!(Checkpoint::parse(&line, &key).unwrap(), cp);
+        let wrong = Checkpoint::parse(&line, &AuditKey::from_bytes([7; 32]));
+        assert!(
+            matches!(wrong, Err(AuditError::CheckpointFormat { detail }) if detail.contains("MAC"))
+        );
+        for bad in [&b""[..], b"{}", b"\xff\xfe", &line[..line.len() / 2]] {
+            assert!(matches!(
+                Checkpoint::parse(bad, &key),
+                Err(AuditError::CheckpointFormat { .. })
+            ));
+        }
     }
 
     #[test]

@@ -212,3 +212,84 @@ fn intermediate_checkpoint_accepts_later_records() {
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert_eq!(report.problems[0].kind, ProblemKind::Truncated);
 }
+
+#[test]
+fn empty_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("empty.jsonl");
+    let cp = dir.path().join("empty.cp");
+    let key = AuditKey::generate().unwrap();
+    let w = agent_sandbox_audit::AuditWriter::create_with_checkpoint(&log, &cp, &key, "e").unwrap();
+    let checkpoint = w.finish().unwrap();
+    assert_eq!(checkpoint.records, 0);
+    assert_eq!(checkpoint.last_seq(), None);
+    let r = verify(&log, &key, Some(&cp)).unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+    assert_eq!((r.records, r.lines), (0, 0));
+
+    // A full log emptied: the checkpoint says 34 records.
+    let built = build_log();
+    std::fs::write(&built.log, b"").unwrap();
+    let r = verify(&built.log, &built.key, Some(&built.checkpoint)).unwrap();
+    let got: Vec<(ProblemKind, u64)> = r.problems.iter().map(|p| (p.kind, p.line)).collect();
+    assert_eq!(got, [(ProblemKind::Truncated, 1)]);
+}
+
+#[test]
+fn records_appended_after_the_final_checkpoint() {
+    let built = build_log();
+    // Keep the final checkpoint, then continue the log (as someone holding the key could).
+    let saved = built.dir.path().join("final.cp");
+    std::fs::copy(&built.checkpoint, &saved).unwrap();
+    let mut w = agent_sandbox_audit::AuditWriter::open_append(
+        &built.log,
+        &built.checkpoint,
+        &built.key,
+        common::SESSION,
+    )
+    .unwrap();
+    w.append(&common::events()[3]).unwrap();
+    w.append(&common::events()[4]).unwrap();
+    w.finish().unwrap();
+    // Against the new checkpoint the log is clean; against the saved final one, the two new
+    // records are additions.
+    assert!(
+        verify(&built.log, &built.key, Some(&built.checkpoint))
+            .unwrap()
+            .is_clean()
+    );
+    let r = verify(&built.log, &built.key, Some(&saved)).unwrap();
+    let got: Vec<(ProblemKind, u64)> = r.problems.iter().map(|p| (p.kind, p.line)).collect();
+    assert_eq!(
+        got,
+        [(ProblemKind::Inserted, 35), (ProblemKind::Inserted, 36)]
+    );
+}
+
+#[test]
+fn unreadable_inputs_are_errors_not_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = AuditKey::generate().unwrap();
+    assert!(matches!(
+        verify(&dir.path().join("missing"), &key, None),
+        Err(agent_sandbox_audit::AuditError::Io { .. })
+    ));
+    // A directory, and a FIFO (which must not block the open).
+    assert!(matches!(
+        verify(dir.path(), &key, None),
+        Err(agent_sandbox_audit::AuditError::NotRegular { .. })
+            | Err(agent_sandbox_audit::AuditError::Io { .. })
+    ));
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert!(matches!(
+        verify(&fifo, &key, None),
+        Err(agent_sandbox_audit::AuditError::NotRegular { .. })
+    ));
+    assert!(matches!(
+        agent_sandbox_audit::Report::from_log(&fifo),
+        Err(agent_sandbox_audit::AuditError::NotRegular { .. })
+    ));
+}
