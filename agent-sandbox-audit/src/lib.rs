@@ -24,6 +24,8 @@
 //! record being written (seen by the verifier as a torn last line). A power loss can lose what
 //! the page cache held since the last [`AuditWriter::sync`].
 
+#![warn(missing_docs)]
+
 mod chain;
 mod error;
 mod key;
