@@ -1,0 +1,536 @@
+//! End-to-end tests of the policy's hard blocks (issue 3), as root, with real programs: network
+//! rules refused in the kernel, credential files unreadable whatever the path or the program,
+//! and the policy's own rules (trust, tighten-only, diagnostics).
+
+mod common;
+
+use std::fs;
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// The probe program (tests/helpers/probe.c), built once per test binary: dynamic (with
+/// io_uring) and static (musl, no LD_PRELOAD can ever apply to it).
+fn probes() -> (PathBuf, PathBuf) {
+    static BUILT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/helpers/probe.c");
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e/bin");
+            fs::create_dir_all(&dir).expect("create target/e2e/bin");
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+            let dynamic = dir.join("probe");
+            let stat = dir.join("probe-static");
+            let ok = Command::new("gcc")
+                .args(["-O1", "-Wall", "-o"])
+                .arg(&dynamic)
+                .arg(&src)
+                .status()
+                .expect("gcc (cargo xtask setup installs it)");
+            assert!(ok.success(), "building the probe failed");
+            let ok = Command::new("musl-gcc")
+                .args(["-static", "-DNO_URING", "-O1", "-Wall", "-o"])
+                .arg(&stat)
+                .arg(&src)
+                .status()
+                .expect("musl-gcc (cargo xtask setup installs musl-tools)");
+            assert!(ok.success(), "building the static probe failed");
+            (dynamic, stat)
+        })
+        .clone()
+}
+
+/// A workspace for one test: a scratch dir with `.git` (the repository root) and a
+/// `policy.toml`, plus a root-only state dir for trust records.
+struct Workspace {
+    scratch: Scratch,
+    state: PathBuf,
+}
+
+impl Workspace {
+    fn new(name: &str, policy: &str) -> Self {
+        let scratch = Scratch::new(name);
+        fs::create_dir_all(scratch.path(".git")).unwrap();
+        fs::write(scratch.path("policy.toml"), policy).unwrap();
+        let state = scratch.path("state");
+        fs::create_dir_all(&state).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+        Self { scratch, state }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.scratch.path(p)
+    }
+
+    /// `agent-sandbox run --user nobody --state-dir STATE [extra] -- bash -c SCRIPT`, started
+    /// in the workspace.
+    fn run(&self, extra: &[&str], script: &str) -> std::process::Output {
+        let mut opts = vec![
+            "--user",
+            "nobody",
+            "--state-dir",
+            self.state.to_str().unwrap(),
+        ];
+        opts.extend_from_slice(extra);
+        let mut cmd = sandbox(&opts, &["/bin/bash", "-c", script]);
+        cmd.current_dir(&self.scratch.dir);
+        run_with_deadline(cmd, LONG)
+    }
+}
+
+/// A TCP listener counting the connections it accepts, until dropped.
+struct Counter {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Counter {
+    fn tcp(ip: &str) -> Self {
+        let l = TcpListener::bind((ip, 0)).expect("bind listener");
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (Arc::clone(&accepted), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok(_) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    fn udp(ip: &str) -> Self {
+        let u = UdpSocket::bind((ip, 0)).expect("bind udp");
+        u.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let port = u.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (Arc::clone(&accepted), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while !s.load(Ordering::Relaxed) {
+                if u.recv(&mut buf).is_ok() {
+                    a.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        Self {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Single-quotes `s` for the shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn production_endpoints_are_refused_in_the_kernel() {
+    require_root();
+    let (probe, probe_static) = probes();
+    let prod = Counter::tcp("127.0.0.1");
+    let prod_udp = Counter::udp("127.0.0.1");
+    let allowed = Counter::tcp("127.0.0.2");
+    let policy = format!(
+        r#"
+[[network.deny]]
+id = "prod-by-name"
+why = "stand-in for the production API"
+hosts = ["localhost"]
+ports = [{p}]
+
+[[network.deny]]
+id = "prod-udp"
+why = "stand-in for a production UDP service"
+cidrs = ["127.0.0.1/32"]
+ports = [{u}]
+protocols = ["udp"]
+"#,
+        p = prod.port,
+        u = prod_udp.port
+    );
+    let ws = Workspace::new("net", &policy);
+    let ev = ws.path("events.jsonl");
+    let (p, u, a) = (prod.port, prod_udp.port, allowed.port);
+    let probe = probe.display();
+    let probe_static = probe_static.display();
+    let script = format!(
+        r#"
+try() {{ name=$1; shift; if "$@" >/dev/null 2>&1; then echo "REACHED $name"; else echo "BLOCKED $name"; fi; }}
+try curl-ip    curl -sS -m 3 http://127.0.0.1:{p}/
+try curl-name  curl -sS -m 3 http://localhost:{p}/
+try curl-v6map curl -sS -m 3 -g 'http://[::ffff:127.0.0.1]:{p}/'
+try python-v4  /usr/bin/python3 -c 'import socket; socket.create_connection(("127.0.0.1", {p}), 3)'
+try python-v6map /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.settimeout(3); s.connect(("::ffff:127.0.0.1", {p}))'
+try nc         nc -z -w 3 127.0.0.1 {p}
+try static-v4  {probe_static} tcp4 127.0.0.1 {p}
+try static-v6map {probe_static} tcp6 ::ffff:127.0.0.1 {p}
+try udp        {probe} udp4 127.0.0.1 {u}
+try udp-static {probe_static} udp4 127.0.0.1 {u}
+try udp-python /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", {u}))'
+try allowed    {probe_static} tcp4 127.0.0.2 {a}
+try allowed-curl curl -sS -m 3 -o /dev/null http://127.0.0.2:{a}/
+"#
+    );
+    let out = ws.run(
+        &["--trust-policy", "--events", ev.to_str().unwrap()],
+        &script,
+    );
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}\n{}", stderr(&out));
+    for name in [
+        "curl-ip",
+        "curl-name",
+        "curl-v6map",
+        "python-v4",
+        "python-v6map",
+        "nc",
+        "static-v4",
+        "static-v6map",
+        "udp",
+        "udp-static",
+        "udp-python",
+    ] {
+        assert!(
+            so.contains(&format!("BLOCKED {name}\n")),
+            "{name} was not blocked:\n{so}\n{}",
+            stderr(&out)
+        );
+    }
+    assert!(so.contains("REACHED allowed\n"), "{so}");
+    // The effect, not the message: production saw nothing, the allowed server did.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        prod.count(),
+        0,
+        "the production stand-in accepted a connection"
+    );
+    assert_eq!(
+        prod_udp.count(),
+        0,
+        "the production UDP stand-in got a datagram"
+    );
+    assert!(allowed.count() >= 2, "the allowed endpoint was not reached");
+
+    // Every refusal names its rule.
+    let events = read_events(&ev);
+    let refused = of_kind(&events, "net_refused");
+    assert!(refused.len() >= 11, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["fields"]["rule"] == "prod-by-name" && e["fields"]["port"] == p)
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["fields"]["rule"] == "prod-udp" && e["fields"]["protocol"] == "udp")
+    );
+    assert!(stderr(&out).contains("rule prod-by-name: stand-in for the production API"));
+
+    // Outside the session the same destinations work.
+    let before = prod.count();
+    std::net::TcpStream::connect(("127.0.0.1", p)).expect("outside connect");
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(b"x", ("127.0.0.1", u))
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || prod.count() > before
+        && prod_udp.count() > 0));
+}
+
+#[test]
+fn credential_files_are_unreadable_every_way() {
+    require_root();
+    let (probe, probe_static) = probes();
+    let policy = r#"
+[[files.deny_read]]
+id = "test-cred"
+why = "stand-in credential file"
+paths = ["secrets/cred.txt"]
+
+[[files.deny_read]]
+id = "test-cred-dir"
+why = "stand-in credential directory"
+paths = ["creds/**"]
+"#;
+    let ws = Workspace::new("files", policy);
+    let secret = "s3cr3t-value-do-not-leak";
+    for (dir, file) in [("secrets", "cred.txt"), ("creds", "config")] {
+        fs::create_dir_all(ws.path(dir)).unwrap();
+        fs::write(ws.path(&format!("{dir}/{file}")), format!("{secret}\n")).unwrap();
+        for p in [ws.path(dir), ws.path(&format!("{dir}/{file}"))] {
+            std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    fs::write(ws.path("public.txt"), "public\n").unwrap();
+    let cred = ws.path("secrets/cred.txt");
+    let ev = ws.path("events.jsonl");
+    let probe = probe.display();
+    let probe_static = probe_static.display();
+    let late = ws.path("creds/late.txt");
+    let go = ws.path("go");
+    // Every way of reading runs twice: on the protected file, and on an unprotected control
+    // copy, which must be read, so a method that fails for another reason cannot pass.
+    fs::create_dir_all(ws.path("open")).unwrap();
+    fs::write(ws.path("open/cred.txt"), "control-content\n").unwrap();
+    std::os::unix::fs::chown(ws.path("open"), Some(NOBODY), Some(NOBODY)).unwrap();
+    std::os::unix::fs::chown(ws.path("open/cred.txt"), Some(NOBODY), Some(NOBODY)).unwrap();
+    let methods: &[(&str, &str)] = &[
+        ("cat", "cat {D}/cred.txt"),
+        (
+            "cp",
+            "sh -c 'cp {D}/cred.txt /tmp/agent-sandbox-e2e-copy.$$ && cat /tmp/agent-sandbox-e2e-copy.$$; rm -f /tmp/agent-sandbox-e2e-copy.$$'",
+        ),
+        (
+            "python",
+            "/usr/bin/python3 -c 'print(open(\"{D}/cred.txt\").read())'",
+        ),
+        // diff exits 1 when the files differ, which they do when git could read the file
+        (
+            "git",
+            "sh -c 'git --no-pager diff --no-index /dev/null {D}/cred.txt; [ $? -eq 1 ]'",
+        ),
+        (
+            "symlink",
+            "sh -c 'ln -sf \"$PWD/{D}/cred.txt\" {D}-link && cat {D}-link'",
+        ),
+        (
+            "hardlink",
+            "sh -c 'ln -f {D}/cred.txt {D}-hard && cat {D}-hard'",
+        ),
+        ("proc-root", "cat /proc/self/root{W}/{D}/cred.txt"),
+        ("dotdot", "cat {D}/../{D}/./cred.txt"),
+        ("openat", "{probe} openat {D} cred.txt"),
+        ("o_path", "{probe} opath {D}/cred.txt"),
+        ("io_uring", "{probe} uring {D}/cred.txt"),
+        ("static", "{probe_static} read {D}/cred.txt"),
+    ];
+    let mut script = String::from(
+        "try() { name=$1; shift; if out=$(eval \"$@\" 2>/dev/null) && [ -n \"$out\" ]; then echo \"READ $name: $out\"; else echo \"BLOCKED $name\"; fi; }\n",
+    );
+    let wsdir = ws.scratch.dir.display().to_string();
+    for (name, tmpl) in methods {
+        for (suffix, dir) in [("", "secrets"), ("-control", "open")] {
+            let cmd = tmpl
+                .replace("{D}", dir)
+                .replace("{W}", &wsdir)
+                .replace("{probe}", &probe.to_string())
+                .replace("{probe_static}", &probe_static.to_string());
+            script.push_str(&format!("try {name}{suffix} {}\n", shell_quote(&cmd)));
+        }
+    }
+    script.push_str(&format!(
+        "try dir-file 'cat creds/config'\nwhile [ ! -e {go} ]; do sleep 0.05; done\ntry late-file 'cat creds/late.txt'\ntry public 'cat public.txt'\n",
+        go = go.display()
+    ));
+    let mut cmd = sandbox(
+        &[
+            "--user",
+            "nobody",
+            "--state-dir",
+            ws.state.to_str().unwrap(),
+            "--trust-policy",
+            "--events",
+            ev.to_str().unwrap(),
+        ],
+        &["/bin/bash", "-c", &script],
+    );
+    cmd.current_dir(&ws.scratch.dir);
+    let child = spawn(cmd);
+    // A file created in a protected directory during the session is protected too.
+    std::thread::sleep(Duration::from_millis(1500));
+    fs::write(&late, format!("{secret}\n")).unwrap();
+    fs::set_permissions(&late, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&go, "").unwrap();
+    let out = wait_output(child, LONG);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}\n{}", stderr(&out));
+    assert!(!so.contains(secret), "the secret leaked:\n{so}");
+    for (name, _) in methods {
+        assert!(
+            so.contains(&format!("BLOCKED {name}\n")),
+            "{name}:\n{so}\n{}",
+            stderr(&out)
+        );
+        assert!(
+            so.contains(&format!("READ {name}-control: ")),
+            "the control of {name} failed, so its refusal proves nothing:\n{so}\n{}",
+            stderr(&out)
+        );
+    }
+    for name in ["dir-file", "late-file"] {
+        assert!(so.contains(&format!("BLOCKED {name}\n")), "{name}:\n{so}");
+    }
+    assert!(so.contains("READ public: public"), "{so}");
+
+    // Readable outside the session, by the same user.
+    let outside = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(&cred)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&outside.stdout).contains(secret));
+
+    let events = read_events(&ev);
+    let refused = of_kind(&events, "file_refused");
+    assert!(
+        refused.iter().any(|e| e["fields"]["rule"] == "test-cred"),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["fields"]["rule"] == "test-cred-dir"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn policy_and_sandbox_files_cannot_be_read_or_written_from_inside() {
+    require_root();
+    let ws = Workspace::new("self", "[approval]\ntimeout_secs = 60\n");
+    // The agent's user owns the file: only the sandbox stands between it and the file.
+    std::os::unix::fs::chown(ws.path("policy.toml"), Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = ws.run(
+        &["--trust-policy"],
+        "echo '[network]' >> policy.toml && echo WROTE; cat policy.toml >/dev/null && echo READ; true",
+    );
+    let so = stdout(&out);
+    assert!(!so.contains("WROTE") && !so.contains("READ"), "{so}");
+    assert_eq!(
+        fs::read_to_string(ws.path("policy.toml")).unwrap(),
+        "[approval]\ntimeout_secs = 60\n"
+    );
+    assert!(
+        stderr(&out).contains("agent-sandbox-self"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_repository_policy_may_only_tighten() {
+    require_root();
+    let ws = Workspace::new(
+        "loosen",
+        r#"disable = ["cloud-metadata"]
+
+[[exec.rule]]
+id = "allow-everything"
+action = "allow"
+match = "rm -rf *"
+"#,
+    );
+    let out = ws.run(&["--trust-policy"], "touch ran");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        !ws.path("ran").exists(),
+        "the agent ran under a loosening policy"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("policy.toml:1:"), "{err}");
+    assert!(err.contains("cloud-metadata"), "{err}");
+    assert!(err.contains("allow-everything"), "{err}");
+}
+
+#[test]
+fn a_changed_policy_is_not_used_until_trusted() {
+    require_root();
+    let ws = Workspace::new("trust", "[approval]\ntimeout_secs = 120\n");
+    // New policy, no terminal, no flag: refuses, runs nothing.
+    let out = ws.run(&[], "touch ran");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(!ws.path("ran").exists());
+    assert!(stderr(&out).contains("--trust-policy"), "{}", stderr(&out));
+    // Trusted with the flag: runs.
+    let out = ws.run(&["--trust-policy"], "touch ran");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(ws.path("ran").exists());
+    fs::remove_file(ws.path("ran")).unwrap();
+    // Unchanged: runs without the flag.
+    let out = ws.run(&[], "touch ran");
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::remove_file(ws.path("ran")).unwrap();
+    // Changed: refused again until trusted, and the refusal says it changed.
+    fs::write(
+        ws.path("policy.toml"),
+        "[approval]\ntimeout_secs = 120\n\n[[files.deny_read]]\nid = \"x\"\npaths = [\"x\"]\n",
+    )
+    .unwrap();
+    let out = ws.run(&[], "touch ran");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(!ws.path("ran").exists());
+    assert!(stderr(&out).contains("changed"), "{}", stderr(&out));
+}
+
+#[test]
+fn policy_check_reports_line_and_column() {
+    require_root();
+    let s = Scratch::new("check");
+    let bad = s.path("bad.toml");
+    fs::write(
+        &bad,
+        "[files]\n[[files.deny_reed]]\nid = \"a\"\n\n[[network.deny]]\nid = \"b\"\ncidrs = [\"10.0.0.0/33\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("bad.toml:2:"), "{err}");
+    assert!(err.contains("did you mean \"deny_read\""), "{err}");
+    assert!(err.contains("bad.toml:7:"), "{err}");
+    let syntax = s.path("syntax.toml");
+    fs::write(&syntax, "[network\ndefault = \"allow\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "check"])
+        .arg(&syntax)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("syntax.toml:1:"), "{}", stderr(&out));
+}
