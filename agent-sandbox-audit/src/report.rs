@@ -291,6 +291,15 @@ struct Builder {
     omitted: u64,
 }
 
+/// `m` with the keys of its `fields` object added (top-level keys win).
+fn with_fields(m: &Map<String, Value>, fields: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = m.clone();
+    for (k, v) in fields {
+        out.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    out
+}
+
 fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     m.get(key).and_then(Value::as_str)
 }
@@ -457,6 +466,9 @@ impl Builder {
                 true
             }
             "net_refused" => {
+                // The supervisor nests the event's details under `fields`, like every event.
+                let merged = with_fields(m, fields);
+                let m = &merged;
                 let target = format!(
                     "{}{}",
                     endpoint(
@@ -465,6 +477,7 @@ impl Builder {
                         u64_field(m, "port")
                     ),
                     str_field(m, "proto")
+                        .or_else(|| str_field(m, "protocol"))
                         .map(|p| format!(" ({p})"))
                         .unwrap_or_default()
                 );
@@ -483,6 +496,8 @@ impl Builder {
                 true
             }
             "file_refused" => {
+                let merged = with_fields(m, fields);
+                let m = &merged;
                 let target = string_field(m, "path").unwrap_or_else(|| "?".to_string());
                 let r = self.refusal(line, time.clone(), m, target);
                 self.timeline(

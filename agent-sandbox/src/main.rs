@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agent_sandbox::{cgroup, doctor, launch, policy, session};
+use agent_sandbox_audit as audit;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
@@ -79,6 +80,21 @@ enum Command {
     /// Check a policy file, or show the effective policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Check that a session's audit log is intact.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Summarise a session from its audit log: timeline, commands, files and connections
+    /// (refused ones too), holds and decisions, totals.
+    Report {
+        /// The audit log (default: the newest in <state-dir>/audit).
+        file: Option<PathBuf>,
+        /// `text` for people, `json` for machines.
+        #[arg(long, value_name = "FORMAT", default_value = "text")]
+        format: ReportFormat,
+        /// agent-sandbox's state directory.
+        #[arg(long, value_name = "DIR", default_value = policy::STATE_DIR)]
+        state_dir: PathBuf,
+    },
     /// Remove session cgroups left behind by sessions whose supervisor is gone.
     Cleanup,
 }
@@ -103,6 +119,32 @@ enum PolicyCommand {
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Verify every record's hash chain and MAC, and the log's length against its
+    /// checkpoint. Names each edited, inserted, deleted, reordered or truncated record and a
+    /// torn last line; exits 1 on any problem.
+    Verify {
+        /// The audit log (`<state-dir>/audit/<session>.jsonl`).
+        file: PathBuf,
+        /// The session's key (default: `<state-dir>/keys/<session>.key`).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The checkpoint written at the session's end (default: FILE.checkpoint).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// agent-sandbox's state directory.
+        #[arg(long, value_name = "DIR", default_value = policy::STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -198,6 +240,55 @@ fn real_main(cli: Cli) -> Result<i32> {
             print!("{}", effective.render());
             Ok(0)
         }
+        Command::Audit(AuditCommand::Verify {
+            file,
+            key,
+            checkpoint,
+            state_dir,
+        }) => {
+            let session = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let key_path = key.unwrap_or_else(|| state_dir.join("keys").join(format!("{session}.key")));
+            let key = audit::AuditKey::load(&key_path)
+                .with_context(|| format!("loading the audit key {}", key_path.display()))?;
+            let cp = checkpoint.unwrap_or_else(|| audit::default_checkpoint_path(&file));
+            let report = audit::verify(&file, &key, cp.exists().then_some(cp.as_path()))?;
+            for p in &report.problems {
+                println!("{}:{}: {}: {}", file.display(), p.line, p.kind, p.detail);
+            }
+            if !cp.exists() {
+                println!(
+                    "{}: no checkpoint at {}: records cut from the end cannot be detected",
+                    file.display(),
+                    cp.display()
+                );
+            }
+            if report.is_clean() && cp.exists() {
+                println!("{}: ok, {} records intact", file.display(), report.records);
+                Ok(0)
+            } else {
+                println!("{}: {} problem(s)", file.display(), report.problems.len().max(1));
+                Ok(1)
+            }
+        }
+        Command::Report {
+            file,
+            format,
+            state_dir,
+        } => {
+            let file = match file {
+                Some(f) => f,
+                None => newest_log(&state_dir.join("audit"))?,
+            };
+            let report = audit::Report::from_log(&file)?;
+            match format {
+                ReportFormat::Text => print!("{}", audit::render_text(&report)),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(0)
+        }
         Command::Doctor => {
             let checks = doctor::run_checks();
             print!("{}", doctor::render_table(&checks));
@@ -221,4 +312,16 @@ fn real_main(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The most recently modified `*.jsonl` in `dir`.
+fn newest_log(dir: &std::path::Path) -> Result<PathBuf> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
+        .with_context(|| format!("no audit log in {}: name the file", dir.display()))
 }

@@ -194,6 +194,8 @@ pub fn deny_globs(
             ),
         });
         for p in protect_self {
+            // Globs are matched against the kernel's names for files, which are canonical.
+            let p = &std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
             let mut glob = escape_glob(&p.to_string_lossy());
             if p.is_dir() {
                 glob.push_str("/**");

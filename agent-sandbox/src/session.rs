@@ -29,6 +29,8 @@ use crate::fanotify::{DenyGlob, FileGuard, FileRuleInfo, Refusal};
 use crate::launch::{self, ChildSetup, Identity, SpawnError, Step};
 use crate::network::{NetPlan, NetRule};
 use crate::policy::{self, EffectivePolicy, LoadOptions, Source, TrustDecision};
+use agent_sandbox_audit::{AuditKey, AuditWriter};
+use std::os::unix::fs::DirBuilderExt as _;
 use crate::tracefs::{self, SchedOffsets};
 
 /// How often the reader looks at the ring buffer when no wakeup came (high-rate probes only
@@ -54,7 +56,7 @@ pub struct RunOptions {
     pub policy: Option<PathBuf>,
     /// `--trust-policy`: accept a new or changed repository policy without asking.
     pub trust_policy: bool,
-    /// `--state-dir`: root-owned state (trusted policies).
+    /// `--state-dir`: root-owned state (trusted policies, audit logs and their keys).
     pub state_dir: PathBuf,
     /// `--strict`: a rule that cannot be installed (a hostname that does not resolve, a glob
     /// of the user's or repository's policy that matches nothing) is fatal.
@@ -134,6 +136,12 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
             Source::Default => None,
         })
         .collect();
+    // Created now (root-only) so that it is protected as a directory from the first run.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&opts.state_dir)
+        .with_context(|| format!("creating {}", opts.state_dir.display()))?;
     own.push(opts.state_dir.clone());
     if let Some(ev) = opts.events.as_ref().filter(|p| p.as_os_str() != "-") {
         own.push(std::path::absolute(ev).unwrap_or_else(|_| ev.clone()));
@@ -252,6 +260,9 @@ fn run_in_cgroup(
         }
     }
 
+    // The audit log and its key exist before the marks are placed, so that they are marked.
+    let audit = open_audit(&opts.state_dir, cgroup)?;
+    let audit_path = audit.path().to_path_buf();
     let (refusal_tx, refusal_rx) = tokio::sync::mpsc::unbounded_channel();
     let guard = FileGuard::start(file_rules, &deny_globs, cgroup.relative(), refusal_tx)
         .context("marking the files the policy denies")?;
@@ -316,15 +327,29 @@ fn run_in_cgroup(
         "protected_files": exp.files,
         "watched_dirs": exp.dirs,
     });
+    let trust_record = policy.repository_path().map(|p| {
+        json!({
+            "kind": "policy_trust",
+            "time": now_rfc3339(),
+            "path": p,
+            "hash": policy.hash(),
+            "decision": if trust == TrustDecision::Unchanged { "unchanged" } else { "trusted" },
+            "by": match trust {
+                TrustDecision::Prompt => "prompt",
+                TrustDecision::Flag => "flag",
+                _ => "store",
+            },
+        })
+    });
     let (exit_code, mut sink) = rt.block_on(supervise(
         opts,
         identity,
         cgroup,
         cgroup_dir,
         (ring, refusal_rx),
-        out,
+        (out, audit),
         rules,
-        start_extra,
+        (start_extra, trust_record),
     ))?;
     guard.stop();
     if let Some(task) = resolver {
@@ -344,7 +369,9 @@ fn run_in_cgroup(
         "lost_total": lost_total,
         "decode_errors": sink.decode_errors,
         "files_refused": sink.counts_refused_files,
+        "audit_failures": sink.audit_failures,
     }))?;
+    eprintln!("agent-sandbox: audit log: {}", audit_path.display());
 
     if lost_total > 0 {
         let detail: Vec<String> = lost
@@ -393,6 +420,29 @@ fn peak_rss_kb() -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Creates the session's audit log `<state>/audit/<session>.jsonl` (with its checkpoint beside
+/// it) and its MAC key `<state>/keys/<session>.key`, all root-only.
+fn open_audit(state_dir: &std::path::Path, cgroup: &SessionCgroup) -> Result<AuditWriter> {
+    let session = cgroup
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "session".into());
+    let (audit_dir, key_dir) = (state_dir.join("audit"), state_dir.join("keys"));
+    for d in [state_dir, &audit_dir, &key_dir] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)
+            .with_context(|| format!("creating {}", d.display()))?;
+    }
+    let key = AuditKey::generate().context("generating the audit key")?;
+    key.save(&key_dir.join(format!("{session}.key")))
+        .context("saving the audit key")?;
+    AuditWriter::create(&audit_dir.join(format!("{session}.jsonl")), &key, &session)
+        .context("creating the audit log")
 }
 
 /// Resolves the network rules' hostnames again every `interval` and adds new addresses to
@@ -450,12 +500,12 @@ async fn supervise(
     cgroup: &SessionCgroup,
     cgroup_dir: OwnedFd,
     (ring, refusals): (RingBuf<MapData>, UnboundedReceiver<Refusal>),
-    out: Option<Box<dyn io::Write + Send>>,
+    (out, audit): (Option<Box<dyn io::Write + Send>>, AuditWriter),
     rules: Arc<SessionRules>,
-    start_extra: serde_json::Value,
+    (start_extra, trust_record): (serde_json::Value, Option<serde_json::Value>),
 ) -> Result<(i32, Sink)> {
     let clock = Clock::now();
-    let mut sink = Sink::new(out, clock, rules);
+    let mut sink = Sink::new(out, clock, rules, audit);
     let mut start = json!({
         "kind": "session_start",
         "time": now_rfc3339(),
@@ -469,6 +519,10 @@ async fn supervise(
         m.extend(extra);
     }
     sink.write_record(&start)?;
+    sink.audit_record(&start);
+    if let Some(t) = trust_record {
+        sink.audit_record(&t);
+    }
 
     let tty = launch::foreground_tty();
     let setup = ChildSetup {
@@ -597,10 +651,17 @@ pub struct Sink {
     seeded: bool,
     rules: Arc<SessionRules>,
     counts_refused_files: u64,
+    audit: Option<AuditWriter>,
+    audit_failures: u64,
 }
 
 impl Sink {
-    fn new(out: Option<Box<dyn io::Write + Send>>, clock: Clock, rules: Arc<SessionRules>) -> Self {
+    fn new(
+        out: Option<Box<dyn io::Write + Send>>,
+        clock: Clock,
+        rules: Arc<SessionRules>,
+        audit: AuditWriter,
+    ) -> Self {
         Self {
             out,
             clock,
@@ -612,6 +673,8 @@ impl Sink {
             seeded: false,
             rules,
             counts_refused_files: 0,
+            audit: Some(audit),
+            audit_failures: 0,
         }
     }
 
@@ -703,11 +766,34 @@ impl Sink {
     }
 
     fn emit(&mut self, ev: &Event) -> Result<()> {
-        if self.out.is_some() {
+        // The audit log keeps what matters afterwards: what ran and what was refused (opens,
+        // forks and exits stay in the event stream).
+        let audited = matches!(
+            ev.kind,
+            EventKind::Exec | EventKind::ExecResult | EventKind::NetRefused
+        );
+        if self.out.is_some() || audited {
             let v = events::to_json(ev, &self.table, &self.clock, &*self.rules);
             self.write_record(&v)?;
+            if audited {
+                self.audit_record(&v);
+            }
         }
         Ok(())
+    }
+
+    /// Appends a record to the audit log. A failure is reported once and counted; the
+    /// session's enforcement does not depend on the log.
+    fn audit_record(&mut self, v: &serde_json::Value) {
+        let (Some(w), Some(map)) = (self.audit.as_mut(), v.as_object()) else {
+            return;
+        };
+        if let Err(e) = w.append(map) {
+            if self.audit_failures == 0 {
+                eprintln!("agent-sandbox: error: writing the audit log: {e}");
+            }
+            self.audit_failures += 1;
+        }
     }
 
     /// A refused open of a protected file: told on stderr and recorded.
@@ -738,6 +824,7 @@ impl Sink {
             "ancestry": self.table.ancestry(pid),
             "fields": {"rule": id, "why": why, "path": r.path},
         });
+        self.audit_record(&rec);
         self.write_record(&rec)
     }
 
@@ -756,6 +843,12 @@ impl Sink {
             self.emit(&e)?;
         }
         self.write_record(end)?;
+        self.audit_record(end);
+        if let Some(w) = self.audit.take() {
+            let path = w.path().to_path_buf();
+            w.finish()
+                .with_context(|| format!("closing the audit log {}", path.display()))?;
+        }
         self.flush()
     }
 }
