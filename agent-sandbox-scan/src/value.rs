@@ -1,0 +1,324 @@
+//! Tests on candidate secret values: does it look random, is it a placeholder?
+//!
+//! Every detector ends here, because the difference between a leaked token and the same shape in
+//! documentation (`ghp_xxxx…`, `your-api-key-here`, `${TOKEN}`) is in the value, not the prefix.
+
+/// Shannon entropy of the bytes of `v`, in bits per byte.
+pub(crate) fn entropy(v: &[u8]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in v {
+        counts[usize::from(b)] += 1;
+    }
+    let n = v.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Which character classes occur in a value.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Classes {
+    pub lower: bool,
+    pub upper: bool,
+    pub digit: bool,
+    pub symbol: bool,
+}
+
+impl Classes {
+    pub(crate) fn of(v: &[u8]) -> Classes {
+        let mut c = Classes::default();
+        for &b in v {
+            match b {
+                b'a'..=b'z' => c.lower = true,
+                b'A'..=b'Z' => c.upper = true,
+                b'0'..=b'9' => c.digit = true,
+                _ => c.symbol = true,
+            }
+        }
+        c
+    }
+
+    pub(crate) fn count(self) -> usize {
+        usize::from(self.lower)
+            + usize::from(self.upper)
+            + usize::from(self.digit)
+            + usize::from(self.symbol)
+    }
+
+    fn letter(self) -> bool {
+        self.lower || self.upper
+    }
+}
+
+/// Words that mark documentation, examples and fixtures rather than a live credential.
+/// Matched case-insensitively anywhere in the value; a random token contains one of these
+/// by chance with a probability in the order of 1e-5.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "example",
+    "dummy",
+    "test",
+    "changeme",
+    "change_me",
+    "change-me",
+    "placeholder",
+    "your",
+    "xxxx",
+    "redacted",
+    "sample",
+    "fake",
+    "insert",
+    "replace",
+    "secret_here",
+    "token_here",
+    "key_here",
+    "here-",
+    "-here",
+    "notreal",
+    "not_real",
+    "not-real",
+    "foobar",
+    "lorem",
+];
+
+/// Fragments of template and shell syntax: the value refers to a secret stored elsewhere.
+const TEMPLATE_MARKERS: &[&str] = &[
+    "${", "{{", "}}", "$(", "<", ">", "%s", "%(", "%{", "***", "...", "…",
+];
+
+fn contains_ci(hay: &[u8], needle: &str) -> bool {
+    let n = needle.as_bytes();
+    if n.is_empty() || hay.len() < n.len() {
+        return false;
+    }
+    hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// Longest run of one repeated byte, and longest run of bytes counting up or down by one
+/// (`abcdef`, `654321`): both are typical of hand-written placeholders.
+fn longest_runs(v: &[u8]) -> (usize, usize) {
+    let (mut same, mut best_same) = (1usize, 1usize);
+    let (mut up, mut down, mut best_seq) = (1usize, 1usize, 1usize);
+    for w in v.windows(2) {
+        let &[a, b] = w else { continue };
+        same = if a == b { same + 1 } else { 1 };
+        up = if b == a.wrapping_add(1) { up + 1 } else { 1 };
+        down = if b == a.wrapping_sub(1) { down + 1 } else { 1 };
+        best_same = best_same.max(same);
+        best_seq = best_seq.max(up).max(down);
+    }
+    if v.is_empty() {
+        (0, 0)
+    } else {
+        (best_same, best_seq)
+    }
+}
+
+/// True when the value is a placeholder, a template reference or hand-typed filler.
+pub(crate) fn is_placeholder(v: &[u8]) -> bool {
+    if PLACEHOLDER_WORDS.iter().any(|w| contains_ci(v, w)) {
+        return true;
+    }
+    if TEMPLATE_MARKERS
+        .iter()
+        .any(|m| memchr::memmem::find(v, m.as_bytes()).is_some())
+    {
+        return true;
+    }
+    if v.first() == Some(&b'$') {
+        return true;
+    }
+    let (same, seq) = longest_runs(v);
+    same >= 6 || seq >= 6
+}
+
+/// True when a private key block's body is elided or templated (`MIIE...`, `<key>`).
+/// Runs of one letter are normal in OpenSSH key bodies, so only explicit markers count.
+pub(crate) fn is_placeholder_body(body: &[u8]) -> bool {
+    ["...", "…", "<", ">", "{{", "${"]
+        .iter()
+        .any(|m| memchr::memmem::find(body, m.as_bytes()).is_some())
+        || contains_ci(body, "xxxxxxxx")
+}
+
+/// The random part of a token whose prefix already identifies its format (`ghp_`, `AKIA`…):
+/// it must not be filler and must carry some entropy.
+pub(crate) fn random_body(body: &[u8]) -> bool {
+    if is_placeholder(body) {
+        return false;
+    }
+    let c = Classes::of(body);
+    // A real random body of 16+ characters over 16+ symbols has entropy well above 3 bits.
+    c.count() >= 2 && entropy(body) >= 3.0
+}
+
+/// True for `8-4-4-4-12` hex UUIDs, which are identifiers far more often than secrets.
+pub(crate) fn is_uuid(v: &[u8]) -> bool {
+    if v.len() != 36 {
+        return false;
+    }
+    v.iter().enumerate().all(|(i, &b)| match i {
+        8 | 13 | 18 | 23 => b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    })
+}
+
+/// How strongly a variable name says "secret".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NameStrength {
+    /// `*_KEY`: often a secret, but also cache keys, sort keys, key ids.
+    Key,
+    /// `*_TOKEN`, `*_SECRET`, `*PASSWORD`: a value here is a credential.
+    Strong,
+}
+
+/// A value assigned to a secret-sounding name in a file: it must look random, not like code.
+pub(crate) fn random_value(v: &[u8], strength: NameStrength) -> bool {
+    if v.len() < 16 || v.len() > 1024 {
+        return false;
+    }
+    if v.iter()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return false;
+    }
+    if is_placeholder(v) || looks_like_code_or_path(v) {
+        return false;
+    }
+    if is_uuid(v) {
+        return strength == NameStrength::Strong;
+    }
+    let c = Classes::of(v);
+    if !(c.letter() && c.digit) {
+        return false;
+    }
+    // Random strings of 16 characters reach about 3.5 bits; words and padded values stay
+    // below. The bar is lower for the shortest values, whose entropy is capped by log2(len).
+    let len = v.len() as f64;
+    let bar = (0.8 * len.log2()).min(3.3);
+    entropy(v) >= bar
+}
+
+/// Values that are expressions, identifiers, paths or integrity hashes rather than secrets.
+fn looks_like_code_or_path(v: &[u8]) -> bool {
+    let starts = |p: &str| v.starts_with(p.as_bytes());
+    if starts("/")
+        || starts("./")
+        || starts("../")
+        || starts("~/")
+        || starts("http:")
+        || starts("https:")
+        || starts("file:")
+        || starts("sha1-")
+        || starts("sha256-")
+        || starts("sha384-")
+        || starts("sha512-")
+        || starts("sha256:")
+        || starts("sha512:")
+    {
+        return true;
+    }
+    // Dotted member access (`process.env.API_KEY`, `self.config.token`): every part is an
+    // identifier and at least one is a plain lower-case word.
+    if v.contains(&b'.') {
+        let parts: Vec<&[u8]> = v.split(|&b| b == b'.').collect();
+        let all_ident = parts.iter().all(|p| {
+            p.first()
+                .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_' || b == b'$')
+                && p.iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+        });
+        let has_word = parts
+            .iter()
+            .any(|p| p.len() >= 2 && p.iter().all(|b| b.is_ascii_lowercase()));
+        if all_ident && has_word {
+            return true;
+        }
+    }
+    // `SOME_CONSTANT_NAME`, `some_function_name`, `my-service-name`: separators between
+    // segments that are all letters or all digits. Random tokens mix both inside a segment.
+    let segments = v.split(|&b| matches!(b, b'_' | b'-' | b'.' | b':' | b'/'));
+    let mut n = 0;
+    let mut all_plain = true;
+    for s in segments {
+        n += 1;
+        let letters = s.iter().all(|b| b.is_ascii_alphabetic());
+        let digits = s.iter().all(|b| b.is_ascii_digit());
+        if !(letters || digits) {
+            all_plain = false;
+        }
+    }
+    n >= 2 && all_plain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entropy_of_known_strings() {
+        assert_eq!(entropy(b""), 0.0);
+        assert_eq!(entropy(b"aaaa"), 0.0);
+        assert!((entropy(b"abcd") - 2.0).abs() < 1e-9);
+        assert!((entropy(b"0123456789abcdef") - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn placeholders_are_recognised() {
+        for p in [
+            "your-api-key-here",
+            "ghp_xxxxxxxxxxxxxxxxxxxxxxxx",
+            "${GITHUB_TOKEN}",
+            "<token>",
+            "changeme",
+            "EXAMPLEKEY",
+            "dummy-value",
+            "test1234",
+            "abcdefgh",
+            "000000000",
+            "$API_KEY",
+            "{{ secrets.TOKEN }}",
+            "sk-...",
+        ] {
+            assert!(is_placeholder(p.as_bytes()), "{p} should be a placeholder");
+        }
+        for v in ["q8Zr2LmW0pXv7TkB", "9f86d081884c7d65"] {
+            assert!(!is_placeholder(v.as_bytes()), "{v} is not a placeholder");
+        }
+    }
+
+    #[test]
+    fn random_values_pass_and_code_does_not() {
+        let strong = NameStrength::Strong;
+        assert!(random_value(b"q8Zr2LmW0pXv7TkBn4Hs", strong));
+        assert!(random_value(b"9f86d081884c7d659a2feaa0c55ad015", strong));
+        for v in [
+            "process.env.OPENAI_API_KEY",
+            "self.config.token_value",
+            "MY_APPLICATION_SECRET_NAME",
+            "this-is-my-secret-password",
+            "/home/user/.ssh/id_ed25519",
+            "sha512-AbCdEf0123456789AbCdEf0123456789==",
+            "passwordpassword",
+            "short1",
+            "with space 1234567890abc",
+        ] {
+            assert!(!random_value(v.as_bytes(), strong), "{v} should not pass");
+        }
+    }
+
+    #[test]
+    fn uuids_only_count_for_strong_names() {
+        let u = b"3f2b8c1e-9d4a-4e7b-a1c2-7d9e0f1a2b3c";
+        assert!(is_uuid(u));
+        assert!(random_value(u, NameStrength::Strong));
+        assert!(!random_value(u, NameStrength::Key));
+    }
+}
