@@ -60,6 +60,9 @@ pub enum SecretKind {
     EnvVariable,
 }
 
+/// Priority of the formats recognised by their own prefix or structure.
+const SPECIFIC: u8 = 3;
+
 impl SecretKind {
     /// A stable, lower-case, hyphenated identifier such as `github-token`.
     pub fn id(self) -> &'static str {
@@ -114,11 +117,12 @@ impl SecretKind {
     ];
 
     /// When two findings overlap, the more specific one is kept.
+    /// Token formats are [`SPECIFIC`]; URL passwords and assignments rank below.
     fn priority(self) -> u8 {
         match self {
             SecretKind::Assignment | SecretKind::EnvVariable => 1,
             SecretKind::UrlPassword => 2,
-            _ => 3,
+            _ => SPECIFIC,
         }
     }
 }
@@ -330,7 +334,11 @@ pub(crate) fn find(data: &[u8], out: &mut Vec<Raw>) {
             }
         };
         if let Some(raw) = found {
-            skip_until = raw.end;
+            // An assignment's value or a URL's password may itself be a known token, whose
+            // own anchor comes next and gives the more specific kind.
+            if raw.kind.priority() == SPECIFIC {
+                skip_until = raw.end;
+            }
             out.push(raw);
         }
     });
@@ -518,7 +526,7 @@ fn aws(data: &[u8], s: usize, out: &mut Vec<Raw>) -> Option<Raw> {
         b.is_ascii_uppercase() || b.is_ascii_digit()
     })?;
     let id_body = slice(data, bs, be);
-    if value::is_placeholder(id_body) || value::entropy(id_body) < 2.8 {
+    if value::is_placeholder(id_body) || value::entropy(id_body) < 2.2 {
         return None;
     }
     let id = raw(data, s, be, 4, SecretKind::AwsAccessKeyId);
@@ -892,6 +900,12 @@ fn keyword(data: &[u8], s: usize, e: usize) -> (Option<Raw>, usize) {
     (assignment(data, ns, ne), ne)
 }
 
+/// Only blanks, then a line end, a `#` comment or the end of the data, follow `pos`.
+fn line_ends(data: &[u8], pos: usize) -> bool {
+    let p = pos + run(data, pos, 64, |b| b == b' ' || b == b'\t');
+    matches!(byte(data, p), None | Some(b'\n' | b'\r' | b'#'))
+}
+
 fn assignment(data: &[u8], ns: usize, ne: usize) -> Option<Raw> {
     let name = slice(data, ns, ne);
     let strength = name_strength(name)?;
@@ -901,10 +915,14 @@ fn assignment(data: &[u8], ns: usize, ne: usize) -> Option<Raw> {
     }
     p += run(data, p, 16, |b| b == b' ' || b == b'\t');
     let two = slice(data, p, p + 2);
+    let mut colon = false;
     match byte(data, p)? {
         _ if two == b":=" || two == b"=>" || two == b"?=" => p += 2,
         b'=' if !matches!(byte(data, p + 1), Some(b'=' | b'~')) => p += 1,
-        b':' if byte(data, p + 1) != Some(b':') => p += 1,
+        b':' if byte(data, p + 1) != Some(b':') => {
+            colon = true;
+            p += 1;
+        }
         _ => return None,
     }
     p += run(data, p, 16, |b| b == b' ' || b == b'\t');
@@ -927,6 +945,11 @@ fn assignment(data: &[u8], ns: usize, ne: usize) -> Option<Raw> {
             });
             // `token = compute(…)`, `key = table[…]`: an expression, not a literal.
             if matches!(byte(data, p + n), Some(b'(' | b'[' | b'{')) {
+                return None;
+            }
+            // An unquoted value after `:` is YAML only when the line ends there; otherwise
+            // it is a type annotation (`key: KeyType = …`, `field: Type,`).
+            if colon && !line_ends(data, p + n) {
                 return None;
             }
             (p, p + n)
@@ -1018,5 +1041,8 @@ mod tests {
         assert!(kinds("api_key: String,").is_empty());
         assert!(kinds("if token == \"q8Zr2LmW0pXv7TkBn4Hs\" {}").is_empty());
         assert!(kinds("SECRET_KEY = os.environ[\"SECRET_KEY\"]").is_empty());
+        assert!(kinds("pub const CredKey: MSV1_0_CREDENTIAL_KEY_TYPE = 1i32;").is_empty());
+        assert!(kinds("pub const DefaultKey: X509RequestInheritOptions = 1i32;").is_empty());
+        assert!(kinds("fn f(token : super::super::Foundation:: HANDLE)").is_empty());
     }
 }
