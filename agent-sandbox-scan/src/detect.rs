@@ -503,13 +503,16 @@ fn private_key(data: &[u8], s: usize, e: usize) -> Option<Raw> {
     if value::is_placeholder_body(body) {
         return None;
     }
+    if !pem_body_like(body) {
+        return None;
+    }
     let b64_chars: Vec<u8> = body
         .iter()
         .copied()
         .filter(|&c| b64(c))
         .take(4096)
         .collect();
-    if b64_chars.len() < 60 || value::entropy(&b64_chars) < 4.0 {
+    if value::entropy(&b64_chars) < 4.0 {
         return None;
     }
     // The block ends after the END line's closing dashes.
@@ -517,6 +520,26 @@ fn private_key(data: &[u8], s: usize, e: usize) -> Option<Raw> {
     let end = end_pos + 8 + tail;
     let header_len = header_end.saturating_sub(b);
     Some(raw(data, b, end, header_len, SecretKind::PrivateKey))
+}
+
+/// A key body is base64 with at most a little punctuation around it (string quotes and `\n`
+/// escapes when embedded in JSON or code); `Header: value` lines are ignored. Source code that
+/// merely mentions a BEGIN and an END marker is mostly other punctuation.
+fn pem_body_like(body: &[u8]) -> bool {
+    let (mut base, mut other) = (0usize, 0usize);
+    for line in body.split(|&c| c == b'\n') {
+        if line.contains(&b':') {
+            continue;
+        }
+        for &c in line {
+            if b64(c) || c == b'=' {
+                base += 1;
+            } else if !c.is_ascii_whitespace() {
+                other += 1;
+            }
+        }
+    }
+    base >= 60 && other * 100 <= (base + other) * 15
 }
 
 /// `AKIA`/`ASIA` + 16 upper-case letters or digits; then a 40-character secret access key

@@ -48,6 +48,18 @@ fn cases(r: &mut Rng) -> Vec<Case> {
                 ),
                 // No END line: a header pasted into prose.
                 format!("-----BEGIN PRIVATE KEY-----\n{}\n", pem_body[0]),
+                // A PEM parser: BEGIN and END markers with code (and a base64 test vector)
+                // between them.
+                format!(
+                    "const BEGIN: &str = \"-----BEGIN {}PRIVATE KEY-----\";\n\
+                     fn parse(s: &str) -> Option<Vec<u8>> {{\n\
+                     \x20   let body = s.strip_prefix(BEGIN)?.split(END).next()?;\n\
+                     \x20   let clean = body.replace(['\\n', '\\r'], \"\");\n\
+                     \x20   decode(&clean).ok() // e.g. {}\n\
+                     }}\n\
+                     const END: &str = \"-----END PRIVATE KEY-----\";\n",
+                    "EC ", pem_body[1]
+                ),
             ],
         },
         Case {
