@@ -51,13 +51,11 @@ fn cases(r: &mut Rng) -> Vec<Case> {
                 // A PEM parser: BEGIN and END markers with code (and a base64 test vector)
                 // between them.
                 format!(
-                    "const BEGIN: &str = \"-----BEGIN {}PRIVATE KEY-----\";\n\
-                     fn parse(s: &str) -> Option<Vec<u8>> {{\n\
-                     \x20   let body = s.strip_prefix(BEGIN)?.split(END).next()?;\n\
-                     \x20   let clean = body.replace(['\\n', '\\r'], \"\");\n\
-                     \x20   decode(&clean).ok() // e.g. {}\n\
-                     }}\n\
-                     const END: &str = \"-----END PRIVATE KEY-----\";\n",
+                    "BEGIN = \"-----BEGIN {}PRIVATE KEY-----\"\n\
+                     def parse(s):\n\
+                     \x20   body = s.split(BEGIN)[1].split(END)[0]\n\
+                     \x20   return base64.b64decode(body.replace(\"\\n\", \"\")) # e.g. {}\n\
+                     END = \"-----END PRIVATE KEY-----\"\n",
                     "EC ", pem_body[1]
                 ),
             ],
