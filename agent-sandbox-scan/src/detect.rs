@@ -286,10 +286,14 @@ fn for_each_hit(data: &[u8], mut f: impl FnMut(usize, usize, usize)) {
 /// overlapping detections reduced to the most specific one.
 pub(crate) fn find(data: &[u8], out: &mut Vec<Raw>) {
     out.clear();
-    // Hits inside a secret already reported, or inside an identifier already examined, add
-    // nothing but cost time.
+    // Hits inside a secret already reported, a token-like run already examined, or an
+    // assignment already examined add nothing but cost time; skipping them also keeps the
+    // work linear in the input, whatever it contains.
     let mut skip_until = 0usize;
+    let mut token_horizon = 0usize;
     let mut ident_done = 0usize;
+    let mut pem_end = EndCache::default();
+    let mut aws_ids = 0usize;
     for_each_hit(data, |s, e, idx| {
         if s < skip_until {
             return;
@@ -297,9 +301,19 @@ pub(crate) fn find(data: &[u8], out: &mut Vec<Raw>) {
         let Some(&(_, family)) = ANCHORS.get(idx) else {
             return;
         };
+        let token_family = !matches!(
+            family,
+            Family::PrivateKey | Family::Url | Family::Keyword | Family::SlackWebhook
+        );
+        if token_family && s < token_horizon {
+            return;
+        }
         let found = match family {
-            Family::PrivateKey => private_key(data, s, e),
-            Family::Aws => aws(data, s, out),
+            Family::PrivateKey => private_key(data, s, e, &mut pem_end),
+            Family::Aws => {
+                aws_ids += 1;
+                aws(data, s, aws_ids <= MAX_AWS_PAIRINGS, out)
+            }
             Family::GitHub => simple(data, s, 4, 36, 251, alnum, SecretKind::GitHubToken),
             Family::GitHubPat => simple(data, s, 11, 60, 255, alnum_us, SecretKind::GitHubToken),
             Family::GitLab => gitlab(data, s),
@@ -328,11 +342,16 @@ pub(crate) fn find(data: &[u8], out: &mut Vec<Raw>) {
                 if s < ident_done {
                     return;
                 }
-                let (found, ident_end) = keyword(data, s, e);
-                ident_done = ident_end;
+                let (found, examined_end) = keyword(data, s, e);
+                ident_done = examined_end;
                 found
             }
         };
+        if token_family {
+            // The rest of a token-like run cannot start another token at a word boundary.
+            // (Keywords inside it still count: `TASK_TOKEN=` holds both `SK` and `TOKEN`.)
+            token_horizon = e + run(data, e, usize::MAX, token_byte);
+        }
         if let Some(raw) = found {
             // An assignment's value or a URL's password may itself be a known token, whose
             // own anchor comes next and gives the more specific kind.
@@ -382,6 +401,9 @@ fn b64(b: u8) -> bool {
 }
 fn lower_hex(b: u8) -> bool {
     b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+fn token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'/' | b'.')
 }
 fn macaroon(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'/' | b'=' | b',')
@@ -476,7 +498,37 @@ fn body(
 /// `-----BEGIN [RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP ]PRIVATE KEY[ BLOCK]-----`, an END line
 /// within 64 KiB, and a body of real base64 in between (documentation shows the header alone,
 /// or `...` in place of the body).
-fn private_key(data: &[u8], s: usize, e: usize) -> Option<Raw> {
+/// Where the next `-----END` is, remembered across the hits of one buffer so that a file full
+/// of BEGIN lines is not searched again and again for an END that is not there.
+#[derive(Default)]
+struct EndCache {
+    /// The buffer was searched from `from` to its end ...
+    from: Option<usize>,
+    /// ... and the first END there starts here.
+    at: Option<usize>,
+}
+
+impl EndCache {
+    fn next_end(&mut self, data: &[u8], from: usize) -> Option<usize> {
+        let valid = match (self.from, self.at) {
+            (Some(f), Some(a)) => f <= from && a >= from,
+            (Some(f), None) => f <= from,
+            _ => false,
+        };
+        if !valid {
+            self.from = Some(from);
+            self.at =
+                memchr::memmem::find(slice(data, from, data.len()), b"-----END").map(|i| from + i);
+        }
+        self.at
+    }
+}
+
+/// AWS key ids whose neighbourhood is searched for a secret key, per buffer: bounds the work
+/// on a file made of key ids.
+const MAX_AWS_PAIRINGS: usize = 256;
+
+fn private_key(data: &[u8], s: usize, e: usize, ends: &mut EndCache) -> Option<Raw> {
     const BEGIN: &[u8] = b"-----BEGIN ";
     let window_start = s.saturating_sub(40);
     let before = slice(data, window_start, s);
@@ -496,9 +548,10 @@ fn private_key(data: &[u8], s: usize, e: usize) -> Option<Raw> {
         return None;
     }
     let header_end = h + 5;
-    let search_end = (header_end + 64 * 1024).min(data.len());
-    let end_rel = memchr::memmem::find(slice(data, header_end, search_end), b"-----END")?;
-    let end_pos = header_end + end_rel;
+    let end_pos = ends.next_end(data, header_end)?;
+    if end_pos.saturating_sub(header_end) > 64 * 1024 {
+        return None;
+    }
     let body = slice(data, header_end, end_pos);
     if value::is_placeholder_body(body) {
         return None;
@@ -544,7 +597,7 @@ fn pem_body_like(body: &[u8]) -> bool {
 
 /// `AKIA`/`ASIA` + 16 upper-case letters or digits; then a 40-character secret access key
 /// within three lines either side, which AWS credential files and CSV exports put there.
-fn aws(data: &[u8], s: usize, out: &mut Vec<Raw>) -> Option<Raw> {
+fn aws(data: &[u8], s: usize, pair: bool, out: &mut Vec<Raw>) -> Option<Raw> {
     let (bs, be) = body(data, s, 4, 16, 16, |b| {
         b.is_ascii_uppercase() || b.is_ascii_digit()
     })?;
@@ -553,6 +606,9 @@ fn aws(data: &[u8], s: usize, out: &mut Vec<Raw>) -> Option<Raw> {
         return None;
     }
     let id = raw(data, s, be, 4, SecretKind::AwsAccessKeyId);
+    if !pair {
+        return Some(id);
+    }
     let lo = nth_line_start_before(data, s, 3);
     let hi = nth_line_end_after(data, be, 3);
     let mut i = lo;
@@ -727,14 +783,14 @@ fn url_password(data: &[u8], s: usize, e: usize) -> Option<Raw> {
     let scheme_len = {
         let mut n = 0;
         while n < 32
-            && byte_before(data, s - n)
+            && byte_before(data, s.saturating_sub(n))
                 .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-'))
         {
             n += 1;
         }
         n
     };
-    let ss = s - scheme_len;
+    let ss = s.saturating_sub(scheme_len);
     if scheme_len < 2 || !byte(data, ss).is_some_and(|b| b.is_ascii_alphabetic()) {
         return None;
     }
@@ -920,7 +976,13 @@ fn keyword(data: &[u8], s: usize, e: usize) -> (Option<Raw>, usize) {
         ns -= 1;
     }
     let ne = e + run(data, e, 128, ident_byte);
-    (assignment(data, ns, ne), ne)
+    match assignment_value(data, ns, ne) {
+        Some((vs, ve, strength)) => (
+            judge_assignment(data, slice(data, ns, ne), vs, ve, strength),
+            ve,
+        ),
+        None => (None, ne),
+    }
 }
 
 /// Only blanks, then a line end, a `#` comment or the end of the data, follow `pos`.
@@ -929,7 +991,9 @@ fn line_ends(data: &[u8], pos: usize) -> bool {
     matches!(byte(data, p), None | Some(b'\n' | b'\r' | b'#'))
 }
 
-fn assignment(data: &[u8], ns: usize, ne: usize) -> Option<Raw> {
+/// Finds the value of `name <op> value` for an identifier at `ns..ne` that ends in a secret
+/// word: its byte range and how strongly the name says "secret".
+fn assignment_value(data: &[u8], ns: usize, ne: usize) -> Option<(usize, usize, NameStrength)> {
     let name = slice(data, ns, ne);
     let strength = name_strength(name)?;
     let mut p = ne;
@@ -978,6 +1042,17 @@ fn assignment(data: &[u8], ns: usize, ne: usize) -> Option<Raw> {
             (p, p + n)
         }
     };
+    Some((vs, ve, strength))
+}
+
+/// Reports the value at `vs..ve` assigned to `name` if it looks like a secret.
+fn judge_assignment(
+    data: &[u8],
+    name: &[u8],
+    vs: usize,
+    ve: usize,
+    strength: NameStrength,
+) -> Option<Raw> {
     let v = slice(data, vs, ve);
     if !value::random_value(v, strength) {
         return None;

@@ -3,6 +3,9 @@
 //! Every detector ends here, because the difference between a leaked token and the same shape in
 //! documentation (`ghp_xxxx…`, `your-api-key-here`, `${TOKEN}`) is in the value, not the prefix.
 
+use aho_corasick::AhoCorasick;
+use std::sync::LazyLock;
+
 /// Shannon entropy of the bytes of `v`, in bits per byte.
 pub(crate) fn entropy(v: &[u8]) -> f64 {
     if v.is_empty() {
@@ -135,9 +138,29 @@ fn longest_runs(v: &[u8]) -> (usize, usize) {
     }
 }
 
+/// Every accepted spelling of every placeholder word, in one automaton: this check runs for
+/// every candidate, so it must not cost one substring search per spelling.
+static PLACEHOLDER_MATCHER: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    let spellings = PLACEHOLDER_WORDS.iter().flat_map(|w| {
+        let mut capital = w.to_string();
+        if let Some(first) = capital.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        [w.to_string(), w.to_ascii_uppercase(), capital]
+    });
+    AhoCorasick::new(spellings).ok()
+});
+
+fn has_placeholder_word(v: &[u8]) -> bool {
+    match PLACEHOLDER_MATCHER.as_ref() {
+        Some(ac) => ac.is_match(v),
+        None => PLACEHOLDER_WORDS.iter().any(|w| contains_word(v, w)),
+    }
+}
+
 /// True when the value is a placeholder, a template reference or hand-typed filler.
 pub(crate) fn is_placeholder(v: &[u8]) -> bool {
-    if PLACEHOLDER_WORDS.iter().any(|w| contains_word(v, w)) {
+    if has_placeholder_word(v) {
         return true;
     }
     if TEMPLATE_MARKERS
@@ -296,6 +319,26 @@ fn looks_like_code_or_path(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholder_automaton_agrees_with_the_slow_path() {
+        assert!(PLACEHOLDER_MATCHER.is_some());
+        for v in [
+            "abcEXAMPLEdef",
+            "xFAkEy",
+            "my-Dummy",
+            "q8Zr2LmW0pXv7TkB",
+            "TeSt",
+            "test",
+        ] {
+            let slow = PLACEHOLDER_WORDS
+                .iter()
+                .any(|w| contains_word(v.as_bytes(), w));
+            assert_eq!(has_placeholder_word(v.as_bytes()), slow, "{v}");
+        }
+        assert!(has_placeholder_word(b"abcEXAMPLEdef"));
+        assert!(!has_placeholder_word(b"xFAkEy"));
+    }
 
     #[test]
     fn entropy_of_known_strings() {
