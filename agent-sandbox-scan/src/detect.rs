@@ -49,7 +49,7 @@ pub enum SecretKind {
     TwilioApiKey,
     /// A DigitalOcean token (`dop_v1_`, `doo_v1_`, `dor_v1_`).
     DigitalOceanToken,
-    /// A Fly.io token (`fo1_`, `fm1a_`, `fm1r_`, `fm2_`).
+    /// A Fly.io token (`fo1_`, `FlyV1 fm2_`).
     FlyToken,
     /// A password embedded in a URL (`postgres://user:password@host`).
     UrlPassword,
@@ -182,7 +182,6 @@ enum Family {
     PyPi,
     HuggingFace,
     SendGrid,
-    Twilio,
     DigitalOcean,
     FlyOrg,
     FlyMacaroon,
@@ -190,9 +189,12 @@ enum Family {
     Keyword,
 }
 
-/// Anchor literals, matched case-sensitively. Keywords are listed in the three spellings that
-/// code and config files use (`token`, `Token`, `TOKEN`); the keyword validator then looks at
-/// the whole identifier around the hit.
+/// Anchor literals, matched case-sensitively. There are at most 32 and none is shorter than 3
+/// bytes, so the automaton's SIMD prefilter (Teddy) runs in its fastest configuration; that is
+/// why some anchors are a token's distinctive middle (`k_live_`, `_v1_`) and keywords are
+/// word stems (`oken` for `token`/`Token`, `ass` for `pass`/`password`). Each validator
+/// checks the full prefix and looks at the whole identifier around a keyword. Twilio's
+/// two-byte `SK` is searched separately (see [`TWILIO_ANCHOR`]).
 const ANCHORS: &[(&str, Family)] = &[
     ("PRIVATE KEY", Family::PrivateKey),
     ("AKIA", Family::Aws),
@@ -204,48 +206,33 @@ const ANCHORS: &[(&str, Family)] = &[
     ("ghr_", Family::GitHub),
     ("github_pat_", Family::GitHubPat),
     ("glpat-", Family::GitLab),
-    ("xoxa-", Family::Slack),
-    ("xoxb-", Family::Slack),
-    ("xoxp-", Family::Slack),
-    ("xoxr-", Family::Slack),
-    ("xoxs-", Family::Slack),
+    ("xox", Family::Slack),
     ("hooks.slack.com/", Family::SlackWebhook),
-    ("sk_live_", Family::Stripe),
-    ("rk_live_", Family::Stripe),
+    ("k_live_", Family::Stripe),
     ("sk-", Family::SkDash),
     ("AIza", Family::Google),
     ("npm_", Family::Npm),
     ("pypi-AgE", Family::PyPi),
     ("hf_", Family::HuggingFace),
     ("SG.", Family::SendGrid),
-    ("SK", Family::Twilio),
-    ("dop_v1_", Family::DigitalOcean),
-    ("doo_v1_", Family::DigitalOcean),
-    ("dor_v1_", Family::DigitalOcean),
+    ("_v1_", Family::DigitalOcean),
     ("fo1_", Family::FlyOrg),
-    ("fm1a_", Family::FlyMacaroon),
-    ("fm1r_", Family::FlyMacaroon),
     ("fm2_", Family::FlyMacaroon),
     ("://", Family::Url),
-    ("token", Family::Keyword),
-    ("Token", Family::Keyword),
-    ("TOKEN", Family::Keyword),
-    ("secret", Family::Keyword),
-    ("Secret", Family::Keyword),
-    ("SECRET", Family::Keyword),
-    ("passw", Family::Keyword),
-    ("Passw", Family::Keyword),
-    ("PASSW", Family::Keyword),
-    ("passphrase", Family::Keyword),
-    ("PASSPHRASE", Family::Keyword),
+    ("oken", Family::Keyword),
+    ("OKEN", Family::Keyword),
+    ("ecret", Family::Keyword),
+    ("ECRET", Family::Keyword),
+    ("ass", Family::Keyword),
+    ("ASS", Family::Keyword),
     ("key", Family::Keyword),
     ("Key", Family::Keyword),
     ("KEY", Family::Keyword),
-    ("_pass", Family::Keyword),
-    ("_PASS", Family::Keyword),
-    ("_pwd", Family::Keyword),
-    ("_PWD", Family::Keyword),
 ];
+
+/// Twilio API key ids (`SK` + 32 hex digits). Two bytes would weaken the main prefilter, so
+/// they get their own `memmem` pass.
+const TWILIO_ANCHOR: &[u8] = b"SK";
 
 /// The automaton. Building it from these constants cannot fail in practice; if it ever did,
 /// [`for_each_hit`] falls back to one `memmem` pass per anchor rather than panicking.
@@ -319,7 +306,10 @@ pub(crate) fn find(data: &[u8], out: &mut Vec<Raw>) {
             Family::GitLab => gitlab(data, s),
             Family::Slack => slack(data, s),
             Family::SlackWebhook => slack_webhook(data, s, e),
-            Family::Stripe => simple(data, s, 8, 20, 247, alnum, SecretKind::StripeKey),
+            Family::Stripe => s
+                .checked_sub(1)
+                .filter(|&p| matches!(byte(data, p), Some(b's' | b'r')))
+                .and_then(|p| simple(data, p, 8, 20, 247, alnum, SecretKind::StripeKey)),
             Family::SkDash => sk_dash(data, s),
             Family::Google => simple(data, s, 4, 35, 35, b64url, SecretKind::GoogleApiKey),
             Family::Npm => no_underscore_before(data, s)
@@ -328,10 +318,10 @@ pub(crate) fn find(data: &[u8], out: &mut Vec<Raw>) {
             Family::PyPi => simple(data, s, 8, 50, 4096, b64url, SecretKind::PyPiToken),
             Family::HuggingFace => hugging_face(data, s),
             Family::SendGrid => sendgrid(data, s),
-            Family::Twilio => simple(data, s, 2, 32, 32, lower_hex, SecretKind::TwilioApiKey),
-            Family::DigitalOcean => {
-                simple(data, s, 7, 64, 64, lower_hex, SecretKind::DigitalOceanToken)
-            }
+            Family::DigitalOcean => s
+                .checked_sub(3)
+                .filter(|&p| matches!(slice(data, p, s), b"dop" | b"doo" | b"dor"))
+                .and_then(|p| simple(data, p, 7, 64, 64, lower_hex, SecretKind::DigitalOceanToken)),
             Family::FlyOrg => simple(data, s, 4, 43, 43, b64url, SecretKind::FlyToken),
             Family::FlyMacaroon => {
                 let plen = e.saturating_sub(s);
@@ -361,6 +351,11 @@ pub(crate) fn find(data: &[u8], out: &mut Vec<Raw>) {
             out.push(raw);
         }
     });
+    for s in memchr::memmem::find_iter(data, TWILIO_ANCHOR) {
+        if let Some(r) = simple(data, s, 2, 32, 32, lower_hex, SecretKind::TwilioApiKey) {
+            out.push(r);
+        }
+    }
     dedupe(out);
 }
 
@@ -676,6 +671,11 @@ fn gitlab(data: &[u8], s: usize) -> Option<Raw> {
 
 /// `xox?-` + digits, dash-separated numeric segments, and a random final segment.
 fn slack(data: &[u8], s: usize) -> Option<Raw> {
+    if !matches!(byte(data, s + 3), Some(b'a' | b'b' | b'p' | b'r' | b's'))
+        || byte(data, s + 4) != Some(b'-')
+    {
+        return None;
+    }
     let (bs, be) = body(data, s, 5, 20, 255, |b| alnum(b) || b == b'-')?;
     let b = slice(data, bs, be);
     if !b.first().is_some_and(u8::is_ascii_digit) {
@@ -893,7 +893,6 @@ const NAME_SUFFIXES: &[(&str, NameStrength)] = &[
     ("token", NameStrength::Strong),
     ("apikey", NameStrength::Strong),
     ("pass", NameStrength::Strong),
-    ("pwd", NameStrength::Strong),
     ("key", NameStrength::Key),
 ];
 
@@ -928,7 +927,7 @@ const NON_SECRET_NAME_PARTS: &[&str] = &[
 ];
 
 /// Classifies an identifier by how it ends: `FOO_TOKEN`, `fooToken`, `foo-token`, `password`.
-/// Bare `key`, `pass` and `pwd` say too little.
+/// Bare `key` and `pass` say too little.
 pub(crate) fn name_strength(name: &[u8]) -> Option<NameStrength> {
     let lower = name.to_ascii_lowercase();
     let (suffix, strength) = NAME_SUFFIXES
@@ -936,7 +935,7 @@ pub(crate) fn name_strength(name: &[u8]) -> Option<NameStrength> {
         .find(|(s, _)| lower.ends_with(s.as_bytes()))?;
     let cut = name.len() - suffix.len();
     let boundary = match cut.checked_sub(1).and_then(|i| name.get(i)) {
-        None => !matches!(*suffix, "key" | "pass" | "pwd"),
+        None => !matches!(*suffix, "key" | "pass"),
         Some(b'_' | b'-' | b'.') => true,
         Some(&p) => {
             // camelCase: `apiKey`, `accessToken`
@@ -1086,6 +1085,14 @@ mod tests {
     #[test]
     fn automaton_builds() {
         assert!(MATCHER.is_some());
+    }
+
+    #[test]
+    fn anchors_fit_the_fast_prefilter() {
+        // Teddy's slim variant takes up to 32 patterns; its fingerprint is as long as the
+        // shortest pattern (up to 4 bytes), and 2-byte fingerprints match far too often.
+        assert!(ANCHORS.len() <= 32, "{} anchors", ANCHORS.len());
+        assert!(ANCHORS.iter().all(|(a, _)| a.len() >= 3));
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub fn scan_dir(
         budget_used: AtomicU64::new(0),
     };
     let workers = opts.threads.max(1);
-    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(1024);
+    let (job_tx, job_rx) = mpsc::sync_channel::<Batch>(64);
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<()>();
 
@@ -200,10 +200,12 @@ impl Drop for DoneGuard {
     }
 }
 
-/// A file to scan: its path as reported (`root.join(rel)`).
-struct Job {
-    path: PathBuf,
-}
+/// Files to scan, by path as reported (`root.join(rel)`). Sent in batches so that the queue's
+/// locking and wake-ups cost little next to the scanning.
+type Batch = Vec<PathBuf>;
+
+/// Files per batch.
+const BATCH: usize = 32;
 
 /// What one thread found.
 #[derive(Default)]
@@ -268,9 +270,19 @@ fn walk(
     root_meta: &fs::Metadata,
     shared: &Shared<'_>,
     exempt: &Exempt,
-    jobs: SyncSender<Job>,
+    jobs: SyncSender<Batch>,
 ) -> Part {
     let mut part = Part::default();
+    let mut batch: Batch = Vec::with_capacity(BATCH);
+    // Queues a path, sending the batch when full (or when `flush`); false when every worker
+    // is gone.
+    let push = |batch: &mut Batch, path: Option<PathBuf>, flush: bool| -> bool {
+        batch.extend(path);
+        if batch.len() >= BATCH || (flush && !batch.is_empty()) {
+            return jobs.send(std::mem::take(batch)).is_ok();
+        }
+        true
+    };
     let mut visited: HashSet<(u64, u64)> = HashSet::new();
     visited.insert((root_meta.dev(), root_meta.ino()));
     let mut stack: Vec<(PathBuf, PathBuf)> = vec![(root.to_path_buf(), PathBuf::new())];
@@ -313,7 +325,7 @@ fn walk(
                     let config = path.join("config");
                     if fs::symlink_metadata(&config).is_ok_and(|m| m.file_type().is_file())
                         && !exempt.matches(&rel.join("config"))
-                        && jobs.send(Job { path: config }).is_err()
+                        && !push(&mut batch, Some(config), false)
                     {
                         return part;
                     }
@@ -337,7 +349,7 @@ fn walk(
                         .push((path, SkipReason::Unreadable(e.to_string()))),
                 }
             } else if ft.is_file() {
-                if jobs.send(Job { path }).is_err() {
+                if !push(&mut batch, Some(path), false) {
                     // Every worker is gone: nothing left to do.
                     return part;
                 }
@@ -349,52 +361,65 @@ fn walk(
             }
         }
     }
+    push(&mut batch, None, true);
     part
 }
 
 /// Takes files from the queue until it is empty and closed, or the scan is stopped.
-fn worker(shared: &Shared<'_>, jobs: &Mutex<Receiver<Job>>) -> Part {
+fn worker(shared: &Shared<'_>, jobs: &Mutex<Receiver<Batch>>) -> Part {
     let mut part = Part::default();
     let mut buf: Vec<u8> = Vec::new();
     let mut raw: Vec<Raw> = Vec::new();
     loop {
-        let job = {
+        let batch = {
             let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
             rx.recv()
         };
-        let Ok(job) = job else { break };
-        if shared.check_time() {
-            // Keep draining so the walker never blocks on a full queue.
-            continue;
-        }
-        match scan_file(shared, &job.path, &mut buf, &mut raw) {
-            Ok(FileOutcome::Scanned) => {
-                for (line, r) in crate::with_lines(&buf, &raw) {
-                    part.findings.push(Finding {
-                        path: job.path.clone(),
-                        line,
-                        kind: r.kind,
-                        redacted: r.redacted.clone(),
-                    });
-                }
+        let Ok(batch) = batch else { break };
+        for path in batch {
+            if shared.check_time() {
+                // Keep draining so the walker never blocks on a full queue.
+                break;
             }
-            Ok(FileOutcome::Skipped(reason)) => part.skipped.push((job.path, reason)),
-            Ok(FileOutcome::OverBudget) => {}
-            Err(e) => part
-                .skipped
-                .push((job.path, SkipReason::Unreadable(e.to_string()))),
-        }
-        // Large buffers are kept for reuse, but not beyond what one file may need.
-        if buf.capacity() as u64
-            > shared
-                .opts
-                .max_file_size
-                .saturating_add(BINARY_PROBE as u64)
-        {
-            buf = Vec::new();
+            scan_one(shared, path, &mut buf, &mut raw, &mut part);
         }
     }
     part
+}
+
+/// Scans one file and records its findings or the reason it was skipped.
+fn scan_one(
+    shared: &Shared<'_>,
+    path: PathBuf,
+    buf: &mut Vec<u8>,
+    raw: &mut Vec<Raw>,
+    part: &mut Part,
+) {
+    match scan_file(shared, &path, buf, raw) {
+        Ok(FileOutcome::Scanned) => {
+            for (line, r) in crate::with_lines(buf, raw) {
+                part.findings.push(Finding {
+                    path: path.clone(),
+                    line,
+                    kind: r.kind,
+                    redacted: r.redacted.clone(),
+                });
+            }
+        }
+        Ok(FileOutcome::Skipped(reason)) => part.skipped.push((path, reason)),
+        Ok(FileOutcome::OverBudget) => {}
+        Err(e) => part
+            .skipped
+            .push((path, SkipReason::Unreadable(e.to_string()))),
+    }
+    // Large buffers are kept for reuse, but not beyond what one file may need.
+    let keep = shared
+        .opts
+        .max_file_size
+        .saturating_add(BINARY_PROBE as u64);
+    if buf.capacity() as u64 > keep {
+        *buf = Vec::new();
+    }
 }
 
 enum FileOutcome {
