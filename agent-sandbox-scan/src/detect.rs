@@ -608,13 +608,14 @@ fn aws(data: &[u8], s: usize, pair: bool, out: &mut Vec<Raw>) -> Option<Raw> {
     let hi = nth_line_end_after(data, be, 3);
     let mut i = lo;
     while i < hi {
-        let n = run(data, i, hi - i, |b| b64(b) || b == b'=');
+        let n = run(data, i, hi - i, b64);
         if n == 0 {
             i += 1;
             continue;
         }
         let cand = slice(data, i, i + n);
-        if n == 40 && left_boundary_b64(data, i) && aws_secret_like(cand) {
+        let after = byte(data, i + n);
+        if n == 40 && left_boundary_b64(data, i) && after != Some(b'=') && aws_secret_like(cand) {
             out.push(raw(data, i, i + n, 0, SecretKind::AwsSecretAccessKey));
         }
         i += n;
@@ -622,8 +623,9 @@ fn aws(data: &[u8], s: usize, pair: bool, out: &mut Vec<Raw>) -> Option<Raw> {
     Some(id)
 }
 
+/// `=` may precede a base64 value (`key=value`) but not follow it inside a longer blob.
 fn left_boundary_b64(data: &[u8], i: usize) -> bool {
-    !byte_before(data, i).is_some_and(|b| b64(b) || b == b'=')
+    !byte_before(data, i).is_some_and(b64)
 }
 
 fn aws_secret_like(v: &[u8]) -> bool {
@@ -846,6 +848,23 @@ fn url_password(data: &[u8], s: usize, e: usize) -> Option<Raw> {
     })
 }
 
+/// Documentation lines (`http://example.com/cb#access_token=…`) show made-up credentials.
+fn on_example_line(data: &[u8], pos: usize) -> bool {
+    let lo = pos.saturating_sub(4096);
+    let start = memchr::memrchr(b'\n', slice(data, lo, pos)).map_or(lo, |i| lo + i + 1);
+    let hi = (pos + 4096).min(data.len());
+    let end = memchr::memchr(b'\n', slice(data, pos, hi)).map_or(hi, |i| pos + i);
+    let line = slice(data, start, end);
+    [&b"example.com"[..], b"example.org", b"example.net"]
+        .iter()
+        .any(|d| memchr::memmem::find(line, d).is_some())
+}
+
+/// Generic user names of documentation (`https://user:pass@host`).
+const EXAMPLE_USERS: &[&str] = &[
+    "user", "username", "login", "name", "foo", "someone", "myuser", "me", "jdoe", "john",
+];
+
 /// Stock passwords of database images and tutorials: credentials, but never a leak.
 const STOCK_PASSWORDS: &[&str] = &[
     "password",
@@ -868,6 +887,16 @@ const STOCK_PASSWORDS: &[&str] = &[
 
 fn url_password_plausible(user: &[u8], pass: &[u8]) -> bool {
     if pass.len() < 8 || pass.len() > 256 || pass.eq_ignore_ascii_case(user) {
+        return false;
+    }
+    // `cvs://:pserver:anoncvs@host`: a protocol field, not a password.
+    if pass.contains(&b':') || value::is_known_example(pass) {
+        return false;
+    }
+    if EXAMPLE_USERS
+        .iter()
+        .any(|u| user.eq_ignore_ascii_case(u.as_bytes()))
+    {
         return false;
     }
     if value::is_placeholder(pass)
@@ -1026,7 +1055,17 @@ fn assignment_value(data: &[u8], ns: usize, ne: usize) -> Option<(usize, usize, 
                     || b.is_ascii_control()
                     || matches!(
                         b,
-                        b'"' | b'\'' | b'`' | b',' | b';' | b')' | b']' | b'}' | b'(' | b'[' | b'{'
+                        b'"' | b'\''
+                            | b'`'
+                            | b','
+                            | b';'
+                            | b'&'
+                            | b')'
+                            | b']'
+                            | b'}'
+                            | b'('
+                            | b'['
+                            | b'{'
                     ))
             });
             // `token = compute(…)`, `key = table[…]`: an expression, not a literal.
@@ -1053,7 +1092,7 @@ fn judge_assignment(
     strength: NameStrength,
 ) -> Option<Raw> {
     let v = slice(data, vs, ve);
-    if !value::random_value(v, strength) {
+    if !value::random_value(v, strength) || on_example_line(data, vs) {
         return None;
     }
     let lower = name.to_ascii_lowercase();

@@ -232,7 +232,14 @@ pub(crate) fn random_value(v: &[u8], strength: NameStrength) -> bool {
     {
         return false;
     }
-    if is_placeholder(v) || looks_like_code_or_path(v) {
+    if is_placeholder(v) || looks_like_code_or_path(v) || is_known_example(v) {
+        return false;
+    }
+    // `secret%3Dpassword`, `MySecretToken1`: a value that names what it stands for.
+    if ["password", "passwd", "secret", "token"]
+        .iter()
+        .any(|w| contains_ci(v, w))
+    {
         return false;
     }
     if is_uuid(v) {
@@ -283,9 +290,9 @@ fn looks_like_code_or_path(v: &[u8]) -> bool {
     {
         return true;
     }
-    // Dotted member access (`process.env.API_KEY`, `self.config.token`): every part is an
-    // identifier and at least one is a plain lower-case word.
-    if v.contains(&b'.') {
+    // Dotted member access (`process.env.API_KEY`, `win32api.RegEnumKey`): every part is an
+    // identifier. (Base64 has no dots; JWTs, which do, start with `eyJ`.)
+    if v.contains(&b'.') && !v.starts_with(b"eyJ") {
         let parts: Vec<&[u8]> = v.split(|&b| b == b'.').collect();
         let all_ident = parts.iter().all(|p| {
             p.first()
@@ -293,27 +300,42 @@ fn looks_like_code_or_path(v: &[u8]) -> bool {
                 && p.iter()
                     .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
         });
-        let has_word = parts
-            .iter()
-            .any(|p| p.len() >= 2 && p.iter().all(|b| b.is_ascii_lowercase()));
-        if all_ident && has_word {
+        if all_ident {
             return true;
         }
     }
     // `SOME_CONSTANT_NAME`, `some_function_name`, `my-service-name`: separators between
     // segments that are all letters or all digits. Random tokens mix both inside a segment.
-    let segments = v.split(|&b| matches!(b, b'_' | b'-' | b'.' | b':' | b'/'));
-    let mut n = 0;
-    let mut all_plain = true;
+    // Phrases (`s3cr3t-value-do-not-leak`): at least three segments, two thirds of them
+    // plain words.
+    // (Not split at `/`: base64 contains it.)
+    let segments = v.split(|&b| matches!(b, b'_' | b'-' | b'.' | b':'));
+    let (mut n, mut plain, mut words) = (0usize, 0usize, 0usize);
     for s in segments {
         n += 1;
-        let letters = s.iter().all(|b| b.is_ascii_alphabetic());
+        let letters = !s.is_empty() && s.iter().all(|b| b.is_ascii_alphabetic());
         let digits = s.iter().all(|b| b.is_ascii_digit());
-        if !(letters || digits) {
-            all_plain = false;
-        }
+        plain += usize::from(letters || digits);
+        words += usize::from(letters);
     }
-    n >= 2 && all_plain
+    (n >= 2 && plain == n) || (n >= 3 && 3 * words >= 2 * n)
+}
+
+/// Credentials published as examples in specifications and widely copied documentation.
+const KNOWN_EXAMPLES: &[&str] = &[
+    // RFC 6749 (OAuth 2.0) sample access and refresh tokens.
+    "2YotnFZFEjr1zCsicMWpAA",
+    "tGzv3JOkF0XG5Qx2TlKWIA",
+    // RFC 5849 (OAuth 1.0) sample consumer key and token.
+    "0685bd9184jfhq22",
+    "ad180jjd733klru7",
+    // The Cargo book's sample registry token.
+    "854DvwSlUwEHtIo3kWy6x7UCPKHfzCmy",
+];
+
+/// True for a credential known to be a published example.
+pub(crate) fn is_known_example(v: &[u8]) -> bool {
+    KNOWN_EXAMPLES.iter().any(|e| v == e.as_bytes())
 }
 
 #[cfg(test)]
@@ -390,6 +412,9 @@ mod tests {
             "passwordpassword",
             "short1",
             "with space 1234567890abc",
+            "win32api.RegEnumKey",
+            "s3cr3t-value-do-not-leak",
+            "2YotnFZFEjr1zCsicMWpAA",
         ] {
             assert!(!random_value(v.as_bytes(), strong), "{v} should not pass");
         }
