@@ -26,9 +26,21 @@
 //! (`changeme`, `${VAR}`, `<token>`, `xxxx…`, `your-api-key-here`, `example`, `dummy`, `test`)
 //! are ignored. A finding's `redacted` text shows a short public prefix and the length only.
 //!
+//! Railway tokens are plain UUIDs and have no recognisable form: they are caught by name
+//! (`RAILWAY_TOKEN=…` in a file or the environment), as are Twilio auth tokens.
+//!
+//! # Walk
+//! Every regular file under the root is scanned; `.gitignore` is not honoured (ignored `.env`
+//! files are where secrets live). Symlinks are never followed; `.git` directories are skipped
+//! except `.git/config`, where clone URLs with embedded tokens end up. Binary files (a NUL in
+//! the first 8 KiB), files over the size limit, exempt paths, FIFOs and devices are skipped and
+//! listed with their reason.
+//!
 //! # Speed
-//! One Aho-Corasick pass over each file finds anchor literals; validators run only around hits.
-//! Files are read into one reused buffer per worker thread.
+//! One Aho-Corasick pass (32 anchors, SIMD prefilter) over each file finds anchor literals;
+//! validators run only around hits, and the work stays linear in the input whatever it
+//! contains. Files are read into one reused buffer per worker thread. About 500-750 MB/s per
+//! core on source code.
 
 mod detect;
 mod env;
