@@ -62,7 +62,11 @@ fn a_session_leaves_a_verifiable_audit_log_the_agent_cannot_touch() {
             .unwrap()
     };
     let ok = verify(&[]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
     let text = fs::read_to_string(&log).unwrap();
     assert!(text.contains("\"kind\":\"exec\""), "{text}");
     assert!(text.contains("\"kind\":\"session_end\""), "{text}");

@@ -534,3 +534,87 @@ fn policy_check_reports_line_and_column() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("syntax.toml:1:"), "{}", stderr(&out));
 }
+
+/// A GitHub-token-shaped value made at run time (so this file itself holds no secret).
+fn fake_github_token() -> String {
+    let mut x: u64 = std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let body: String = (0..36)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            alphabet[(x % alphabet.len() as u64) as usize] as char
+        })
+        .collect();
+    format!("{}_{body}", "ghp")
+}
+
+#[test]
+fn secrets_in_the_workspace_and_environment_are_out_of_reach() {
+    require_root();
+    let ws = Workspace::new("secrets", "[approval]\ntimeout_secs = 60\n");
+    let token = fake_github_token();
+    let nested = ws.path("services/billing/config");
+    fs::create_dir_all(&nested).unwrap();
+    let planted = nested.join("deploy.yml");
+    fs::write(&planted, format!("deploy:\n  github_token: {token}\n")).unwrap();
+    fs::write(nested.join("plain.yml"), "deploy:\n  replicas: 2\n").unwrap();
+    for p in [
+        ws.path("services"),
+        ws.path("services/billing"),
+        nested.clone(),
+    ] {
+        std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    for f in [&planted, &nested.join("plain.yml")] {
+        std::os::unix::fs::chown(f, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+
+    // `agent-sandbox scan` finds it, redacted.
+    let scan = Command::new(BIN)
+        .arg("scan")
+        .arg(&ws.scratch.dir)
+        .output()
+        .unwrap();
+    assert_eq!(scan.status.code(), Some(1));
+    let listing = stdout(&scan);
+    assert!(
+        listing.contains("services/billing/config/deploy.yml:2:"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains(&token),
+        "the scan printed the secret: {listing}"
+    );
+
+    let mut cmd = sandbox(
+        &[
+            "--user",
+            "nobody",
+            "--state-dir",
+            ws.state.to_str().unwrap(),
+            "--trust-policy",
+        ],
+        &[
+            "/bin/bash",
+            "-c",
+            "cat services/billing/config/deploy.yml && echo READ-PLANTED; \
+             cat services/billing/config/plain.yml >/dev/null && echo READ-PLAIN; \
+             echo \"env:${GITHUB_TOKEN:-gone}:${EDITOR:-unset}\"",
+        ],
+    );
+    cmd.current_dir(&ws.scratch.dir)
+        .env("GITHUB_TOKEN", &token)
+        .env("EDITOR", "vi");
+    let out = run_with_deadline(cmd, LONG);
+    let so = stdout(&out);
+    let se = stderr(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(!so.contains(&token), "the secret leaked:\n{so}");
+    assert!(!so.contains("READ-PLANTED"), "{so}\n{se}");
+    assert!(so.contains("READ-PLAIN"), "{so}\n{se}");
+    assert!(so.contains("env:gone:vi"), "{so}\n{se}");
+    assert!(se.contains("removed GITHUB_TOKEN"), "{se}");
+    assert!(se.contains("rule workspace-secrets"), "{se}");
+}

@@ -9,5 +9,6 @@ pub mod fanotify;
 pub mod launch;
 pub mod network;
 pub mod policy;
+pub mod secrets;
 pub mod session;
 pub mod tracefs;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_sandbox::{cgroup, doctor, launch, policy, session};
+use agent_sandbox::{cgroup, doctor, launch, policy, secrets, session};
 use agent_sandbox_audit as audit;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -80,6 +80,23 @@ enum Command {
     /// Check a policy file, or show the effective policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Scan a directory for secrets (private keys, cloud and service tokens, credential
+    /// assignments) and print each as file:line, kind and a redacted value. Exits 1 when
+    /// something is found. `run` does the same for the workspace and makes those files
+    /// unreadable to the agent.
+    Scan {
+        /// The directory (default: the current one).
+        dir: Option<PathBuf>,
+        /// Stop after reading this many bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
+        max_bytes: u64,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        max_secs: u64,
+        /// Skip paths matching this glob (relative to DIR); repeatable.
+        #[arg(long, value_name = "GLOB")]
+        exempt: Vec<String>,
+    },
     /// Check that a session's audit log is intact.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -250,7 +267,8 @@ fn real_main(cli: Cli) -> Result<i32> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let key_path = key.unwrap_or_else(|| state_dir.join("keys").join(format!("{session}.key")));
+            let key_path =
+                key.unwrap_or_else(|| state_dir.join("keys").join(format!("{session}.key")));
             let key = audit::AuditKey::load(&key_path)
                 .with_context(|| format!("loading the audit key {}", key_path.display()))?;
             let cp = checkpoint.unwrap_or_else(|| audit::default_checkpoint_path(&file));
@@ -269,7 +287,11 @@ fn real_main(cli: Cli) -> Result<i32> {
                 println!("{}: ok, {} records intact", file.display(), report.records);
                 Ok(0)
             } else {
-                println!("{}: {} problem(s)", file.display(), report.problems.len().max(1));
+                println!(
+                    "{}: {} problem(s)",
+                    file.display(),
+                    report.problems.len().max(1)
+                );
                 Ok(1)
             }
         }
@@ -288,6 +310,46 @@ fn real_main(cli: Cli) -> Result<i32> {
                 ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }
             Ok(0)
+        }
+        Command::Scan {
+            dir,
+            max_bytes,
+            max_secs,
+            exempt,
+        } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => std::env::current_dir().context("reading the current directory")?,
+            };
+            let opts = agent_sandbox_scan::ScanOptions {
+                max_bytes,
+                max_duration: Duration::from_secs(max_secs),
+                exempt,
+                ..Default::default()
+            };
+            let report = secrets::scan_with_progress(&dir, &opts)?;
+            for f in &report.findings {
+                println!(
+                    "{}:{}: {}: {}",
+                    f.path.display(),
+                    f.line,
+                    f.kind,
+                    f.redacted
+                );
+            }
+            eprintln!(
+                "{} file(s), {} MB scanned in {:.2}s: {} finding(s){}",
+                report.files_scanned,
+                report.bytes_scanned / 1_000_000,
+                report.elapsed.as_secs_f64(),
+                report.findings.len(),
+                report
+                    .stopped
+                    .as_ref()
+                    .map(|l| format!("; stopped early: {l:?}"))
+                    .unwrap_or_default()
+            );
+            Ok(i32::from(!report.findings.is_empty()))
         }
         Command::Doctor => {
             let checks = doctor::run_checks();

@@ -211,7 +211,7 @@ pub fn deny_globs(
 }
 
 /// A literal path as a glob.
-fn escape_glob(path: &str) -> String {
+pub fn escape_glob(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for c in path.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '{' | '}') {

@@ -29,9 +29,10 @@ use crate::fanotify::{DenyGlob, FileGuard, FileRuleInfo, Refusal};
 use crate::launch::{self, ChildSetup, Identity, SpawnError, Step};
 use crate::network::{NetPlan, NetRule};
 use crate::policy::{self, EffectivePolicy, LoadOptions, Source, TrustDecision};
+use crate::secrets;
+use crate::tracefs::{self, SchedOffsets};
 use agent_sandbox_audit::{AuditKey, AuditWriter};
 use std::os::unix::fs::DirBuilderExt as _;
-use crate::tracefs::{self, SchedOffsets};
 
 /// How often the reader looks at the ring buffer when no wakeup came (high-rate probes only
 /// wake it when a lot is waiting).
@@ -65,6 +66,8 @@ pub struct RunOptions {
 
 /// What the session enforces, prepared from the effective policy before anything starts.
 struct Enforcement {
+    /// The agent's environment, secrets removed.
+    env: Vec<(OsString, OsString)>,
     policy: EffectivePolicy,
     trust: TrustDecision,
     network: NetPlan,
@@ -146,8 +149,40 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
     if let Some(ev) = opts.events.as_ref().filter(|p| p.as_os_str() != "-") {
         own.push(std::path::absolute(ev).unwrap_or_else(|_| ev.clone()));
     }
-    let (file_rules, deny_globs) = policy::deny_globs(&policy, &own);
+    let (mut file_rules, mut deny_globs) = policy::deny_globs(&policy, &own);
+
+    // Files of the workspace that hold a secret are protected like credential files.
+    if policy.scan_enabled.value {
+        let found = secrets::scan_workspace(&policy)?;
+        if !found.is_empty() {
+            let rule = file_rules.len();
+            file_rules.push(FileRuleInfo {
+                id: secrets::WORKSPACE_SECRETS_RULE.into(),
+                why: Some(
+                    "this workspace file holds a secret (see `agent-sandbox scan`); exempt it \
+                     with [scan] exempt in your user policy if it is a fixture"
+                        .into(),
+                ),
+            });
+            for f in found {
+                deny_globs.push(DenyGlob {
+                    rule,
+                    glob: policy::escape_glob(&f.to_string_lossy()),
+                    except: Vec::new(),
+                });
+            }
+        }
+    }
+    let keep: Vec<String> = policy.env_keep.iter().map(|k| k.value.clone()).collect();
+    let (env, removed) = agent_sandbox_scan::scrub_env(identity.environment(), &keep);
+    for (name, kind) in &removed {
+        eprintln!(
+            "agent-sandbox: removed {name} from the agent's environment ({kind}); keep it with \
+             [env] keep = [\"{name}\"] in your user policy"
+        );
+    }
     Ok(Enforcement {
+        env,
         policy,
         trust,
         network,
@@ -221,6 +256,7 @@ fn run_in_cgroup(
         .with_context(|| format!("opening {}", cgroup.path().display()))?
         .into();
     let Enforcement {
+        env,
         policy,
         trust,
         network: mut plan,
@@ -343,7 +379,7 @@ fn run_in_cgroup(
     });
     let (exit_code, mut sink) = rt.block_on(supervise(
         opts,
-        identity,
+        (identity, env),
         cgroup,
         cgroup_dir,
         (ring, refusal_rx),
@@ -496,7 +532,7 @@ impl RuleNames for SessionRules {
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
     opts: &RunOptions,
-    identity: &Identity,
+    (identity, env): (&Identity, Vec<(OsString, OsString)>),
     cgroup: &SessionCgroup,
     cgroup_dir: OwnedFd,
     (ring, refusals): (RingBuf<MapData>, UnboundedReceiver<Refusal>),
@@ -544,7 +580,6 @@ async fn supervise(
     let reader_sink = sink;
     let reader = tokio::spawn(read_events(ring, refusals, reader_sink, stop_rx));
 
-    let env = identity.environment();
     // A name found in no PATH directory fails like exec's ENOENT, through the same report.
     let spawned = match launch::resolve_command(&opts.command[0], &env) {
         None => Err(io::Error::from(io::ErrorKind::NotFound)),
