@@ -110,6 +110,12 @@ impl<'a> Analyzer<'a> {
             self.report(&inv.args, vec![finding]);
             return;
         };
+        // `VAR=value cmd` typed as one argv (a shell would have consumed the assignment).
+        if is_assignment(prog) && !prog.starts_with('/') {
+            let args = inv.args.get(1..).unwrap_or(&[]).to_vec();
+            self.command(Inv { args, stdin: inv.stdin }, scope, depth + 1);
+            return;
+        }
         let name = basename(prog).to_string();
         let rest = inv.args.get(1..).unwrap_or(&[]).to_vec();
         if self.wrapper(&name, &rest, &inv, scope, depth) {

@@ -116,9 +116,19 @@ fn parse(text: &str) -> Option<ast::Program> {
     .flatten()
 }
 
+/// Whether the word holds `~N`/`~+N`/`~-N` with a number too long for brush-parser, which
+/// unwraps the conversion (caught by `catch_unwind`, but better not reached at all).
+fn has_huge_tilde_number(raw: &str) -> bool {
+    raw.match_indices('~').any(|(i, _)| {
+        let rest = raw.get(i + 1..).unwrap_or("");
+        let digits = rest.trim_start_matches(['+', '-']);
+        digits.chars().take_while(char::is_ascii_digit).count() > 9
+    })
+}
+
 /// Parses a word into pieces; `None` when invalid, too big or too nested.
 fn parse_word(raw: &str) -> Option<Vec<WordPieceWithSource>> {
-    if raw.len() > MAX_SCRIPT || nesting(raw) > MAX_NEST {
+    if raw.len() > MAX_SCRIPT || nesting(raw) > MAX_NEST || has_huge_tilde_number(raw) {
         return None;
     }
     let opts = options();
