@@ -1,7 +1,6 @@
 //! The walk: peel wrappers, hand scripts to the shell parser, classify each simple command,
 //! then combine the findings with the user rules into one verdict.
 
-
 use crate::paths::{self, Scope};
 use crate::rules::RuleId;
 use crate::words::{Arg, basename, has_flag, option_values, positionals, texts};
@@ -113,7 +112,14 @@ impl<'a> Analyzer<'a> {
         // `VAR=value cmd` typed as one argv (a shell would have consumed the assignment).
         if is_assignment(prog) && !prog.starts_with('/') {
             let args = inv.args.get(1..).unwrap_or(&[]).to_vec();
-            self.command(Inv { args, stdin: inv.stdin }, scope, depth + 1);
+            self.command(
+                Inv {
+                    args,
+                    stdin: inv.stdin,
+                },
+                scope,
+                depth + 1,
+            );
             return;
         }
         let name = basename(prog).to_string();
@@ -130,7 +136,7 @@ impl<'a> Analyzer<'a> {
         db::check(&name, &rest, inv.stdin.as_deref(), &mut findings);
         inline::check(&name, &rest, scope, &mut findings);
         if name == "find" {
-            self.find(&inv.args, &rest, scope, depth, &mut findings);
+            self.find(&rest, scope, depth, &mut findings);
         }
         self.report(&inv.args, findings);
         // Scripts handed to an interpreter inline may also run shell commands.
@@ -176,7 +182,7 @@ impl<'a> Analyzer<'a> {
                 let i = first_cmd(rest, SUDO_VAL);
                 let mut sc = scope.clone();
                 if let Some(dir) =
-                    option_values(&rest[..i.min(rest.len())], Some('D'), &["--chdir"]).last()
+                    option_values(rest.get(..i).unwrap_or(rest), Some('D'), &["--chdir"]).last()
                 {
                     sc.cwd = dir.known_text().and_then(|d| paths::resolve(d, scope));
                 }
@@ -293,7 +299,7 @@ impl<'a> Analyzer<'a> {
                 }
             }
             "eval" => shell::analyze_joined(self, rest, scope, depth + 1),
-            "xargs" => self.xargs(rest, inv, scope, depth),
+            "xargs" => self.xargs(rest, scope, depth),
             "busybox" => self.inner(rest, inv, scope, depth),
             "bash" | "sh" | "zsh" | "dash" | "ksh" | "mksh" | "ash" | "fish" | "yash" | "posh" => {
                 self.shell_wrapper(rest, inv, scope, depth)
@@ -454,11 +460,12 @@ impl<'a> Analyzer<'a> {
                         .and_then(|d| paths::resolve(d, scope));
                 }
                 if (t.starts_with("-S") || t.starts_with("--split-string"))
-                    && let Some(s) = value.as_ref().and_then(Arg::known_text) {
-                        let words = shlex::split(s)
-                            .unwrap_or_else(|| s.split_whitespace().map(str::to_string).collect());
-                        prefix.extend(words.into_iter().map(Arg::lit));
-                    }
+                    && let Some(s) = value.as_ref().and_then(Arg::known_text)
+                {
+                    let words = shlex::split(s)
+                        .unwrap_or_else(|| s.split_whitespace().map(str::to_string).collect());
+                    prefix.extend(words.into_iter().map(Arg::lit));
+                }
                 i += 1;
                 continue;
             }
@@ -472,7 +479,8 @@ impl<'a> Analyzer<'a> {
         self.inner(&prefix, inv, &sc, depth);
     }
 
-    fn xargs(&mut self, rest: &[Arg], inv: &Inv, scope: &Scope, depth: usize) {
+    /// `xargs [opts] CMD`: CMD runs with unknown extra arguments (its input).
+    fn xargs(&mut self, rest: &[Arg], scope: &Scope, depth: usize) {
         let with_value = [
             "-a",
             "-d",
@@ -525,7 +533,6 @@ impl<'a> Analyzer<'a> {
             stdin: None,
         };
         self.command(inner, scope, depth + 1);
-        let _ = inv;
     }
 
     fn shell_wrapper(&mut self, rest: &[Arg], inv: &Inv, scope: &Scope, depth: usize) {
@@ -569,23 +576,21 @@ impl<'a> Analyzer<'a> {
         }
         if command_mode {
             if let Some(script) = rest.get(i) {
-                shell::analyze_arg_script(self, script, scope, depth + 1);
+                // Words after the script become $0, $1, ...
+                let positional = rest.get(i + 1..).unwrap_or(&[]).to_vec();
+                shell::analyze_shell_c(self, script, Some(positional), scope, depth + 1);
             }
         } else if (read_stdin || rest.get(i).is_none())
-            && let Some(text) = &inv.stdin {
-                shell::analyze_script(self, text, scope, depth + 1);
-            }
+            && let Some(text) = &inv.stdin
+        {
+            shell::analyze_script(self, text, scope, depth + 1);
+        }
         // `bash script.sh`: the file is not visible to a pure library.
     }
 
-    fn find(
-        &mut self,
-        argv: &[Arg],
-        rest: &[Arg],
-        scope: &Scope,
-        depth: usize,
-        findings: &mut Vec<Finding>,
-    ) {
+    /// `find`: `-delete` is judged here, `-exec`/`-execdir`/`-ok` commands are classified with
+    /// `{}` standing for "many paths under each starting point".
+    fn find(&mut self, rest: &[Arg], scope: &Scope, depth: usize, findings: &mut Vec<Finding>) {
         let (roots, exprs) = fs::find_split(rest);
         let roots: Vec<Arg> = if roots.is_empty() {
             vec![Arg::lit(".")]
@@ -611,13 +616,8 @@ impl<'a> Analyzer<'a> {
                     cmd.push(b.clone());
                 }
                 for root in &roots {
-                    let under = root
-                        .known_text()
-                        .and_then(|r| paths::resolve(r, scope))
-                        .or({
-                            // Unknown root: unknown placeholder without a directory.
-                            None
-                        });
+                    // An unknown root leaves the placeholder without a directory.
+                    let under = root.known_text().and_then(|r| paths::resolve(r, scope));
                     let inner: Vec<Arg> = cmd
                         .iter()
                         .map(|c| {
@@ -639,7 +639,6 @@ impl<'a> Analyzer<'a> {
                 }
             }
         }
-        let _ = argv;
     }
 }
 
@@ -795,9 +794,12 @@ fn combine(det: &Detector, reports: Vec<Report>) -> Verdict {
             });
         }
         if let Some(u) = user_allow
-            && user_restrict.is_empty() && !r.findings.is_empty() && allowed_by.is_none() {
-                allowed_by = Some((u.id.clone(), argv.clone()));
-            }
+            && user_restrict.is_empty()
+            && !r.findings.is_empty()
+            && allowed_by.is_none()
+        {
+            allowed_by = Some((u.id.clone(), argv.clone()));
+        }
         for u in user_restrict {
             cands.push(Candidate {
                 action: u.action,

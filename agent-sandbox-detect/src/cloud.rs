@@ -114,10 +114,10 @@ pub(crate) fn check(name: &str, rest: &[Arg], out: &mut Vec<Finding>) {
                 (Some("api"), _)
                     if option_values(rest, Some('X'), &["--method"])
                         .iter()
-                        .any(|m| m.text.eq_ignore_ascii_case("DELETE"))
-                    => {
-                        out.push(Finding::new(RuleId::HttpDelete, pos.join(" ")));
-                    }
+                        .any(|m| m.text.eq_ignore_ascii_case("DELETE")) =>
+                {
+                    out.push(Finding::new(RuleId::HttpDelete, pos.join(" ")));
+                }
                 _ => {}
             }
         }
@@ -125,10 +125,10 @@ pub(crate) fn check(name: &str, rest: &[Arg], out: &mut Vec<Finding>) {
         "wget"
             if option_values(rest, None, &["--method"])
                 .iter()
-                .any(|m| m.text.eq_ignore_ascii_case("DELETE"))
-            => {
-                out.push(Finding::new(RuleId::HttpDelete, url(rest)));
-            }
+                .any(|m| m.text.eq_ignore_ascii_case("DELETE")) =>
+        {
+            out.push(Finding::new(RuleId::HttpDelete, url(rest)));
+        }
         "http" | "https" | "xh" | "xhs" => {
             let pos = positionals(rest, &|o| {
                 matches!(

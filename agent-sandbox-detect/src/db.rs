@@ -13,18 +13,21 @@ pub(crate) fn check(name: &str, rest: &[Arg], stdin: Option<&str>, out: &mut Vec
             let cmds = option_values(rest, Some('c'), &["--command"]);
             let file = !option_values(rest, Some('f'), &["--file"]).is_empty();
             sql_args(&cmds, out);
-            if cmds.is_empty() && !file
-                && let Some(s) = stdin {
-                    out.extend(scan_sql(s));
-                }
+            if cmds.is_empty()
+                && !file
+                && let Some(s) = stdin
+            {
+                out.extend(scan_sql(s));
+            }
         }
         "mysql" | "mariadb" => {
             let cmds = option_values(rest, Some('e'), &["--execute"]);
             sql_args(&cmds, out);
             if cmds.is_empty()
-                && let Some(s) = stdin {
-                    out.extend(scan_sql(s));
-                }
+                && let Some(s) = stdin
+            {
+                out.extend(scan_sql(s));
+            }
         }
         "sqlite3" | "sqlite" | "duckdb" => {
             let takes = |o: &str| {
@@ -60,18 +63,22 @@ pub(crate) fn check(name: &str, rest: &[Arg], stdin: Option<&str>, out: &mut Vec
                 .map(|a| (*a).clone())
                 .collect();
             sql_args(&stmts, out);
-            if stmts.is_empty() && cmds.is_empty() && inline.is_empty()
-                && let Some(s) = stdin {
-                    out.extend(scan_sql(s));
-                }
+            if stmts.is_empty()
+                && cmds.is_empty()
+                && inline.is_empty()
+                && let Some(s) = stdin
+            {
+                out.extend(scan_sql(s));
+            }
         }
         "clickhouse-client" | "clickhouse" => {
             let q = option_values(rest, Some('q'), &["--query"]);
             sql_args(&q, out);
             if q.is_empty()
-                && let Some(s) = stdin {
-                    out.extend(scan_sql(s));
-                }
+                && let Some(s) = stdin
+            {
+                out.extend(scan_sql(s));
+            }
         }
         "cockroach" | "sqlcmd" | "usql" | "snowsql" | "bq" | "mssql-cli" => {
             let mut q = option_values(rest, Some('e'), &["--execute", "--query"]);
@@ -92,9 +99,10 @@ pub(crate) fn check(name: &str, rest: &[Arg], stdin: Option<&str>, out: &mut Vec
             }
             sql_args(&q, out);
             if q.is_empty()
-                && let Some(s) = stdin {
-                    out.extend(scan_sql(s));
-                }
+                && let Some(s) = stdin
+            {
+                out.extend(scan_sql(s));
+            }
         }
         "mongosh" | "mongo" => {
             let evals = option_values(rest, None, &["--eval"]);
@@ -104,9 +112,10 @@ pub(crate) fn check(name: &str, rest: &[Arg], stdin: Option<&str>, out: &mut Vec
                 }
             }
             if evals.is_empty()
-                && let Some(s) = stdin {
-                    out.extend(scan_mongo(s));
-                }
+                && let Some(s) = stdin
+            {
+                out.extend(scan_mongo(s));
+            }
         }
         "redis-cli" | "valkey-cli" | "keydb-cli" => {
             let takes = |o: &str| {
@@ -241,55 +250,53 @@ fn framework(name: &str, rest: &[Arg], out: &mut Vec<Finding>) {
         "manage.py" | "django-admin" => django(&words, out),
         "python" | "python3" | "py" => {
             if let Some(script) = words.first()
-                && basename(script) == "manage.py" {
-                    django(words.get(1..).unwrap_or(&[]), out);
-                }
+                && basename(script) == "manage.py"
+            {
+                django(words.get(1..).unwrap_or(&[]), out);
+            }
         }
         "sequelize" | "sequelize-cli"
             if words
                 .iter()
-                .any(|w| matches!(*w, "db:drop" | "db:migrate:undo:all" | "db:seed:undo:all"))
-            => {
-                reset(format!("{name} {}", words.join(" ")), out);
-            }
-        "knex"
-            if words.first() == Some(&"migrate:rollback") && has_flag(rest, &[], &["--all"]) => {
-                reset("knex migrate:rollback --all".into(), out);
-            }
+                .any(|w| matches!(*w, "db:drop" | "db:migrate:undo:all" | "db:seed:undo:all")) =>
+        {
+            reset(format!("{name} {}", words.join(" ")), out);
+        }
+        "knex" if words.first() == Some(&"migrate:rollback") && has_flag(rest, &[], &["--all"]) => {
+            reset("knex migrate:rollback --all".into(), out);
+        }
         "typeorm" | "typeorm-ts-node-commonjs" | "typeorm-ts-node-esm"
-            if words.first() == Some(&"schema:drop") => {
-                reset("typeorm schema:drop".into(), out);
-            }
-        "supabase"
-            if words.starts_with(&["db", "reset"]) => {
-                reset(format!("supabase {}", words.join(" ")), out);
-            }
-        "dbmate"
-            if words.first() == Some(&"drop") => {
-                reset("dbmate drop".into(), out);
-            }
-        "flyway"
-            if words.contains(&"clean") => {
-                reset("flyway clean".into(), out);
-            }
+            if words.first() == Some(&"schema:drop") =>
+        {
+            reset("typeorm schema:drop".into(), out);
+        }
+        "supabase" if words.starts_with(&["db", "reset"]) => {
+            reset(format!("supabase {}", words.join(" ")), out);
+        }
+        "dbmate" if words.first() == Some(&"drop") => {
+            reset("dbmate drop".into(), out);
+        }
+        "flyway" if words.contains(&"clean") => {
+            reset("flyway clean".into(), out);
+        }
         "liquibase"
-            if words
-                .iter()
-                .any(|w| w.eq_ignore_ascii_case("drop-all") || w.eq_ignore_ascii_case("dropAll"))
-            => {
-                reset("liquibase drop-all".into(), out);
-            }
-        "alembic"
-            if words.starts_with(&["downgrade", "base"]) => {
-                reset("alembic downgrade base".into(), out);
-            }
+            if words.iter().any(|w| {
+                w.eq_ignore_ascii_case("drop-all") || w.eq_ignore_ascii_case("dropAll")
+            }) =>
+        {
+            reset("liquibase drop-all".into(), out);
+        }
+        "alembic" if words.starts_with(&["downgrade", "base"]) => {
+            reset("alembic downgrade base".into(), out);
+        }
         "mix"
             if words.iter().any(|w| {
                 matches!(*w, "ecto.drop" | "ecto.reset" | "ecto.rollback")
                     && (*w != "ecto.rollback" || has_flag(rest, &[], &["--all"]))
-            }) => {
-                reset(format!("mix {}", words.join(" ")), out);
-            }
+            }) =>
+        {
+            reset(format!("mix {}", words.join(" ")), out);
+        }
         "php" | "artisan" => {
             let artisan: &[&str] = if name == "artisan" {
                 &words

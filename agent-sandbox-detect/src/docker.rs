@@ -97,14 +97,12 @@ pub(crate) fn check(name: &str, rest: &[Arg], out: &mut Vec<Finding>) {
             };
             out.push(Finding::new(rule, shown));
         }
-        ["rm"] | ["container", "rm"]
-            if has_flag(args, &['v'], &["--volumes"]) => {
-                out.push(Finding::new(RuleId::DockerRmVolumes, shown));
-            }
-        ["compose", "down"] | ["compose", "rm"]
-            if has_flag(args, &['v'], &["--volumes"]) => {
-                out.push(Finding::new(RuleId::DockerComposeDownVolumes, shown));
-            }
+        ["rm"] | ["container", "rm"] if has_flag(args, &['v'], &["--volumes"]) => {
+            out.push(Finding::new(RuleId::DockerRmVolumes, shown));
+        }
+        ["compose", "down"] | ["compose", "rm"] if has_flag(args, &['v'], &["--volumes"]) => {
+            out.push(Finding::new(RuleId::DockerComposeDownVolumes, shown));
+        }
         _ => {}
     }
 }

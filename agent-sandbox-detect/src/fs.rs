@@ -20,25 +20,25 @@ pub(crate) fn check(name: &str, rest: &[Arg], scope: &Scope, out: &mut Vec<Findi
         "chmod" | "chown" | "chgrp" => chmod(rest, scope, out),
         "mv" => mv(rest, scope, out),
         "dd" => dd(rest, scope, out),
-        "wipefs"
-            if has_flag(rest, &['a', 'o'], &["--all", "--offset"]) => {
-                device_targets(rest, "wipefs", RuleId::DiskWrite, out);
-            }
+        "wipefs" if has_flag(rest, &['a', 'o'], &["--all", "--offset"]) => {
+            device_targets(rest, "wipefs", RuleId::DiskWrite, out);
+        }
         "blkdiscard" => device_targets(rest, "blkdiscard", RuleId::DiskWrite, out),
         "sgdisk"
             if has_flag(
                 rest,
                 &['Z', 'z', 'o', 'd', 'n'],
                 &["--zap-all", "--zap", "--clear", "--delete", "--new"],
-            ) => {
-                device_targets(rest, "sgdisk", RuleId::DiskWrite, out);
-            }
+            ) =>
+        {
+            device_targets(rest, "sgdisk", RuleId::DiskWrite, out);
+        }
         "sfdisk"
             if (has_flag(rest, &[], &["--delete"])
-                || !has_flag(rest, &['l', 'd', 'V'], &["--list", "--dump", "--verify"]))
-            => {
-                device_targets(rest, "sfdisk", RuleId::DiskPartition, out);
-            }
+                || !has_flag(rest, &['l', 'd', 'V'], &["--list", "--dump", "--verify"])) =>
+        {
+            device_targets(rest, "sfdisk", RuleId::DiskPartition, out);
+        }
         "parted" => {
             let destructive = rest.iter().any(|a| {
                 matches!(
@@ -50,22 +50,20 @@ pub(crate) fn check(name: &str, rest: &[Arg], scope: &Scope, out: &mut Vec<Findi
                 device_targets(rest, "parted", RuleId::DiskWrite, out);
             }
         }
-        "fdisk" | "cfdisk" | "gdisk"
-            if !has_flag(rest, &['l'], &["--list"]) => {
-                device_targets(rest, name, RuleId::DiskPartition, out);
-            }
+        "fdisk" | "cfdisk" | "gdisk" if !has_flag(rest, &['l'], &["--list"]) => {
+            device_targets(rest, name, RuleId::DiskPartition, out);
+        }
         "cryptsetup"
             if rest
                 .iter()
-                .any(|a| matches!(a.text.as_str(), "luksFormat" | "erase" | "luksErase"))
-            => {
-                device_targets(rest, "cryptsetup", RuleId::DiskWrite, out);
-            }
+                .any(|a| matches!(a.text.as_str(), "luksFormat" | "erase" | "luksErase")) =>
+        {
+            device_targets(rest, "cryptsetup", RuleId::DiskWrite, out);
+        }
         "pvremove" | "vgremove" | "lvremove" => out.push(Finding::new(RuleId::DiskPartition, name)),
-        "crontab"
-            if has_flag(rest, &['r'], &["--remove"]) => {
-                out.push(Finding::new(RuleId::CrontabRemove, "crontab -r"));
-            }
+        "crontab" if has_flag(rest, &['r'], &["--remove"]) => {
+            out.push(Finding::new(RuleId::CrontabRemove, "crontab -r"));
+        }
         _ => {}
     }
 }

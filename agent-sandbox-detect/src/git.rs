@@ -44,10 +44,9 @@ pub(crate) fn check(name: &str, rest: &[Arg], out: &mut Vec<Finding>) {
     }
     match sub {
         "push" => push(args, out),
-        "reset"
-            if has_flag(args, &[], &["--hard"]) => {
-                out.push(Finding::new(RuleId::GitResetHard, "git reset --hard"));
-            }
+        "reset" if has_flag(args, &[], &["--hard"]) => {
+            out.push(Finding::new(RuleId::GitResetHard, "git reset --hard"));
+        }
         "clean" => {
             let dry = has_flag(args, &['n'], &["--dry-run"]);
             if !dry && has_flag(args, &['f', 'i'], &["--force", "--interactive"]) {
@@ -66,10 +65,9 @@ pub(crate) fn check(name: &str, rest: &[Arg], out: &mut Vec<Finding>) {
         }
         "checkout" => checkout(args, out),
         "restore" => restore(args, out),
-        "switch"
-            if has_flag(args, &['f'], &["--force", "--discard-changes"]) => {
-                out.push(Finding::new(RuleId::GitDiscardAll, render("switch", args)));
-            }
+        "switch" if has_flag(args, &['f'], &["--force", "--discard-changes"]) => {
+            out.push(Finding::new(RuleId::GitDiscardAll, render("switch", args)));
+        }
         "stash" => {
             let pos = positionals(args, &|o| o == "-m" || o == "--message");
             if pos
@@ -83,13 +81,12 @@ pub(crate) fn check(name: &str, rest: &[Arg], out: &mut Vec<Finding>) {
             RuleId::GitHistoryRewrite,
             format!("git {sub}"),
         )),
-        "update-ref"
-            if has_flag(args, &['d'], &[]) => {
-                out.push(Finding::new(
-                    RuleId::GitRefDelete,
-                    render("update-ref", args),
-                ));
-            }
+        "update-ref" if has_flag(args, &['d'], &[]) => {
+            out.push(Finding::new(
+                RuleId::GitRefDelete,
+                render("update-ref", args),
+            ));
+        }
         "reflog" => {
             let pos = positionals(args, &|_| false);
             match pos.first().map(|p| p.text.as_str()) {
@@ -112,17 +109,15 @@ pub(crate) fn check(name: &str, rest: &[Arg], out: &mut Vec<Finding>) {
                 _ => {}
             }
         }
-        "gc"
-            if args
-                .iter()
-                .any(|a| matches!(a.text.as_str(), "--prune=now" | "--prune=all"))
-            => {
-                out.push(Finding::new(RuleId::GitPruneNow, render("gc", args)));
-            }
-        "prune"
-            if !has_flag(args, &['n'], &["--dry-run"]) => {
-                out.push(Finding::new(RuleId::GitPruneNow, render("prune", args)));
-            }
+        "gc" if args
+            .iter()
+            .any(|a| matches!(a.text.as_str(), "--prune=now" | "--prune=all")) =>
+        {
+            out.push(Finding::new(RuleId::GitPruneNow, render("gc", args)));
+        }
+        "prune" if !has_flag(args, &['n'], &["--dry-run"]) => {
+            out.push(Finding::new(RuleId::GitPruneNow, render("prune", args)));
+        }
         "worktree" => {
             let pos = positionals(args, &|_| false);
             if pos.first().is_some_and(|p| p.text == "remove")

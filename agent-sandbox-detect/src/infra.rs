@@ -119,13 +119,12 @@ fn terraform(name: &str, rest: &[Arg], out: &mut Vec<Finding>) {
                 ));
             }
         }
-        "workspace"
-            if words.get(1) == Some(&"delete") => {
-                out.push(Finding::new(
-                    RuleId::IacWorkspaceDelete,
-                    format!("{name} workspace delete"),
-                ));
-            }
+        "workspace" if words.get(1) == Some(&"delete") => {
+            out.push(Finding::new(
+                RuleId::IacWorkspaceDelete,
+                format!("{name} workspace delete"),
+            ));
+        }
         _ => {}
     }
 }
@@ -243,21 +242,19 @@ fn kubectl(rest: &[Arg], out: &mut Vec<Finding>) {
             out.push(Finding::new(rule, shown));
         }
         "drain" => out.push(Finding::new(RuleId::K8sDrain, shown)),
-        "replace"
-            if has_flag(rest, &[], &["--force"]) => {
-                out.push(Finding::new(RuleId::K8sReplaceForce, shown));
-            }
+        "replace" if has_flag(rest, &[], &["--force"]) => {
+            out.push(Finding::new(RuleId::K8sReplaceForce, shown));
+        }
         "scale"
             if option_values(rest, None, &["--replicas"])
                 .iter()
-                .any(|v| v.text == "0")
-            => {
-                out.push(Finding::new(RuleId::K8sScaleZero, shown));
-            }
-        "apply"
-            if has_flag(rest, &[], &["--prune"]) => {
-                out.push(Finding::new(RuleId::K8sApplyPrune, shown));
-            }
+                .any(|v| v.text == "0") =>
+        {
+            out.push(Finding::new(RuleId::K8sScaleZero, shown));
+        }
+        "apply" if has_flag(rest, &[], &["--prune"]) => {
+            out.push(Finding::new(RuleId::K8sApplyPrune, shown));
+        }
         _ => {}
     }
 }

@@ -30,8 +30,11 @@
 //! `bash|sh|zsh|dash|ksh -c` (any option cluster holding `c`), `eval`, here-strings and
 //! here-documents fed to a shell are parsed with `brush-parser` (a bash grammar); every simple
 //! command in pipelines, lists, subshells, loops, conditionals, functions and command
-//! substitutions is classified, `cd` and plain variable assignments are tracked, and text fed to
-//! a database CLI by `<<<`, `<<EOF` or `echo ... |` is scanned as SQL/JS/Redis commands.
+//! substitutions is classified, `cd`, plain variable assignments and the positional parameters
+//! of `sh -c SCRIPT $0 $1...` (including `"$@"`) are tracked, and text fed to a database CLI by
+//! `<<<`, `<<EOF` or `echo ... |` is scanned as SQL/JS/Redis commands. Inline interpreter code
+//! (`python -c`, `node -e`, `ruby -e`, `perl -e`, `php -r`) is searched for tree deletions and for
+//! strings handed to `os.system`/`subprocess`/`execSync`/`system`.
 //!
 //! # Decisions (documented precedence and judgement calls)
 //! - The worst verdict of all simple commands wins; verdicts order by action
@@ -60,7 +63,10 @@
 //!   denied.
 //! - A script that cannot be parsed (or is too large or too deeply nested to parse safely) fails
 //!   closed: it is asked (Low), and a crude fallback split still catches obvious commands.
-//! - Symlinks are not resolved (pure library); the kernel layers cover that gap.
+//! - Symlinks are not resolved and script files (`bash deploy.sh`, `psql -f x.sql`, `make clean`)
+//!   are not read (pure library); the kernel layers cover those gaps.
+//! - Commands inside `docker run` containers are not analysed (ephemeral); `docker exec`,
+//!   `kubectl exec`, `ssh` and `heroku run` commands are, judged without a workspace.
 //!
 //! # User rules and precedence
 //! A [`UserRule::pattern`] is shell-split into words and matched against the unwrapped argv of

@@ -20,10 +20,21 @@ const MAX_SCRIPT: usize = 256 * 1024;
 /// Largest estimated nesting handed to the parser (it recurses and could exhaust the stack).
 const MAX_NEST: usize = 40;
 
-/// Analyses a script given as one argument (`bash -c ARG`).
+/// Analyses a script given as one argument (`su -c ARG`).
 pub(crate) fn analyze_arg_script(an: &mut Analyzer, arg: &Arg, scope: &Scope, depth: usize) {
+    analyze_shell_c(an, arg, None, scope, depth);
+}
+
+/// Analyses `sh -c SCRIPT [$0 [$1 ...]]`: `positional` holds `$0`, `$1`... when known.
+pub(crate) fn analyze_shell_c(
+    an: &mut Analyzer,
+    arg: &Arg,
+    positional: Option<Vec<Arg>>,
+    scope: &Scope,
+    depth: usize,
+) {
     if arg.known {
-        analyze_script(an, &arg.text, scope, depth);
+        analyze_script_with(an, &arg.text, positional, scope, depth);
     } else {
         let finding = Finding::new(RuleId::DynamicCommand, format!("script {}", arg.text));
         an.report(std::slice::from_ref(arg), vec![finding]);
@@ -43,8 +54,18 @@ pub(crate) fn analyze_joined(an: &mut Analyzer, args: &[Arg], scope: &Scope, dep
     analyze_script(an, &text, scope, depth);
 }
 
-/// Analyses a script.
+/// Analyses a script whose positional parameters are unknown.
 pub(crate) fn analyze_script(an: &mut Analyzer, text: &str, scope: &Scope, depth: usize) {
+    analyze_script_with(an, text, None, scope, depth);
+}
+
+fn analyze_script_with(
+    an: &mut Analyzer,
+    text: &str,
+    positional: Option<Vec<Arg>>,
+    scope: &Scope,
+    depth: usize,
+) {
     let render = vec![Arg::lit(text)];
     if !an.step(&render, depth) {
         return;
@@ -55,6 +76,7 @@ pub(crate) fn analyze_script(an: &mut Analyzer, text: &str, scope: &Scope, depth
             let mut st = State {
                 scope: scope.clone(),
                 vars: HashMap::new(),
+                positional,
             };
             w.program(&program, &mut st);
         }
@@ -171,6 +193,8 @@ struct State {
     scope: Scope,
     /// Assigned variables; `None` = assigned, value unknown.
     vars: HashMap<String, Option<String>>,
+    /// `$0`, `$1`... when known (`sh -c SCRIPT a b`); `None` when unknown.
+    positional: Option<Vec<Arg>>,
 }
 
 impl State {
@@ -465,7 +489,7 @@ impl Walker<'_, '_> {
                     };
                     assigns.push((name, value));
                 }
-                ast::CommandPrefixOrSuffixItem::Word(w) => args.push(self.arg(&w.value, st)),
+                ast::CommandPrefixOrSuffixItem::Word(w) => self.push_word(&w.value, st, &mut args),
                 ast::CommandPrefixOrSuffixItem::IoRedirect(r) => redirects.push(r),
                 ast::CommandPrefixOrSuffixItem::ProcessSubstitution(_, sub) => {
                     let mut b = st.clone();
@@ -478,7 +502,7 @@ impl Walker<'_, '_> {
         }
         for it in suffix {
             match it {
-                ast::CommandPrefixOrSuffixItem::Word(w) => args.push(self.arg(&w.value, st)),
+                ast::CommandPrefixOrSuffixItem::Word(w) => self.push_word(&w.value, st, &mut args),
                 ast::CommandPrefixOrSuffixItem::AssignmentWord(_, w) => {
                     args.push(self.arg(&w.value, st))
                 }
@@ -532,10 +556,11 @@ impl Walker<'_, '_> {
                         continue;
                     }
                     if let Some((n, v)) = a.text.split_once('=')
-                        && is_assignment(&a.text) {
-                            st.vars
-                                .insert(n.to_string(), a.known.then(|| v.to_string()));
-                        }
+                        && is_assignment(&a.text)
+                    {
+                        st.vars
+                            .insert(n.to_string(), a.known.then(|| v.to_string()));
+                    }
                 }
                 return None;
             }
@@ -571,6 +596,19 @@ impl Walker<'_, '_> {
         self.an
             .command(Inv { args, stdin }, &st.scope, self.depth + 1);
         output
+    }
+
+    /// Pushes the expansion of a word; `"$@"` splices the positional parameters.
+    fn push_word(&mut self, raw: &str, st: &mut State, args: &mut Vec<Arg>) {
+        if matches!(raw, "\"$@\"" | "$@" | "\"${@}\"" | "${@}" | "$*" | "\"$*\"") {
+            match &st.positional {
+                Some(list) => args.extend(list.iter().skip(1).cloned()),
+                None => args.push(Arg::unknown("$@", None, false)),
+            }
+            return;
+        }
+        let a = self.arg(raw, st);
+        args.push(a);
     }
 
     fn arg(&mut self, raw: &str, st: &mut State) -> Arg {
@@ -678,8 +716,17 @@ impl Walker<'_, '_> {
         if indirect {
             return None;
         }
-        let Parameter::Named(name) = param else {
-            return None;
+        let name = match param {
+            Parameter::Named(name) => name,
+            Parameter::Positional(n) => {
+                // Unset positional parameters expand to nothing.
+                let list = st.positional.as_ref()?;
+                return match list.get(usize::try_from(*n).ok()?) {
+                    Some(a) => a.known_text().map(str::to_string),
+                    None => Some(String::new()),
+                };
+            }
+            _ => return None,
         };
         if let Some(v) = st.vars.get(name) {
             return v.clone();

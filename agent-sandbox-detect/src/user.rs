@@ -151,10 +151,9 @@ pub(crate) fn glob(pat: &str, text: &str) -> bool {
                     let ok = cur.get(j).copied().unwrap_or(false)
                         && t.get(j)
                             .is_some_and(|&x| if c == '?' { x != '/' } else { x == c });
-                    if ok
-                        && let Some(slot) = next.get_mut(j + 1) {
-                            *slot = true;
-                        }
+                    if ok && let Some(slot) = next.get_mut(j + 1) {
+                        *slot = true;
+                    }
                 }
                 i += 1;
             }

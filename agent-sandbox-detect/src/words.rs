@@ -98,9 +98,10 @@ pub(crate) fn has_flag(args: &[Arg], shorts: &[char], longs: &[&str]) -> bool {
                 return true;
             }
         } else if let Some(cluster) = t.strip_prefix('-')
-            && cluster.chars().any(|c| shorts.contains(&c)) {
-                return true;
-            }
+            && cluster.chars().any(|c| shorts.contains(&c))
+        {
+            return true;
+        }
     }
     false
 }
