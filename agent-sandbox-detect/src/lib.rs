@@ -83,6 +83,8 @@
 //! wrapped in `catch_unwind` (effective when the binary is built with `panic = "unwind"`, the
 //! default) and input is bounded in size and nesting depth before it reaches the parser.
 
+#![deny(missing_docs)]
+
 mod analyze;
 mod cloud;
 mod db;

@@ -577,6 +577,14 @@ impl Walker<'_, '_> {
                 return None;
             }
             Some(".") | Some("source") => return None,
+            Some("trap") => {
+                // The handler runs later (on exit or a signal): judge it like any script.
+                if let Some(handler) = rest.iter().find(|a| !a.is_option()) {
+                    let scope = st.scope.clone();
+                    analyze_arg_script(self.an, handler, &scope, self.depth + 1);
+                }
+                return None;
+            }
             _ => {}
         }
         let output = match name.as_deref() {
@@ -685,7 +693,10 @@ impl Walker<'_, '_> {
                 WordPiece::CommandSubstitution(s) | WordPiece::BackquotedCommandSubstitution(s) => {
                     let scope = st.scope.clone();
                     analyze_script(self.an, s, &scope, self.depth + 1);
-                    if s.trim() == "pwd" {
+                    if s.trim().starts_with("mktemp") {
+                        // mktemp creates a fresh entry under the temp directory.
+                        out.text.push_str("/tmp/tmp.mktemp");
+                    } else if s.trim() == "pwd" {
                         match &st.scope.cwd {
                             Some(c) => out.text.push_str(&c.to_string_lossy()),
                             None => Self::unknown(out, "$(pwd)"),

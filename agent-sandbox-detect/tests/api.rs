@@ -283,6 +283,20 @@ fn shell_state_is_tracked() {
         "process substitutions run"
     );
     assert_eq!(action("bash -c '`rm -rf /`'"), Action::Deny);
+    assert_eq!(
+        action("bash -c 'trap \"rm -rf ~\" EXIT; make'"),
+        Action::Deny,
+        "trap handlers are judged"
+    );
+    let v = classify(
+        &Detector::builtin(),
+        "bash -c 'd=$(mktemp -d); rm -rf \"$d\"'",
+    );
+    assert_eq!(
+        v.rule_id.as_deref(),
+        Some("fs.rm-recursive-temp"),
+        "mktemp output lies under /tmp"
+    );
     // Positional parameters of `sh -c SCRIPT $0 $1...`.
     assert_eq!(action("sh -c 'exec \"$@\"' sh rm -rf /"), Action::Deny);
     assert_eq!(
