@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_sandbox::{cgroup, doctor, launch, policy, secrets, session};
+use agent_sandbox::{cgroup, detect, doctor, launch, policy, secrets, session};
 use agent_sandbox_audit as audit;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -96,6 +96,21 @@ enum Command {
         /// Skip paths matching this glob (relative to DIR); repeatable.
         #[arg(long, value_name = "GLOB")]
         exempt: Vec<String>,
+    },
+    /// Say whether a command line is destructive: prints the verdict, the rule and its
+    /// explanation. Exit code: 0 allow, 10 ask (held for a human), 20 deny; 125 on error.
+    /// Uses the built-in rule packs and the `[[exec.rule]]` rules of the effective policy.
+    Classify {
+        /// Classify as if run from this directory (default: the current one); it is also where
+        /// the policy search starts.
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<PathBuf>,
+        /// Use this repository policy instead of searching.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The command and its arguments, as execve would see them.
+        #[arg(last = true, value_name = "CMD", required = true)]
+        command: Vec<String>,
     },
     /// Check that a session's audit log is intact.
     #[command(subcommand)]
@@ -350,6 +365,53 @@ fn real_main(cli: Cli) -> Result<i32> {
                     .unwrap_or_default()
             );
             Ok(i32::from(!report.findings.is_empty()))
+        }
+        Command::Classify {
+            cwd,
+            policy: explicit,
+            command,
+        } => {
+            let cwd = match cwd {
+                Some(c) => std::path::absolute(c).context("resolving --cwd")?,
+                None => std::env::current_dir().context("reading the current directory")?,
+            };
+            let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+            let effective = policy::load(&policy::LoadOptions {
+                home: home.clone(),
+                cwd: cwd.clone(),
+                explicit,
+                user_policy: None,
+            })?;
+            let detector = detect::detector_for(&effective)?;
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            let verdict = detector.classify(&detect::CommandContext {
+                argv: &command,
+                cwd: &cwd,
+                env: &env,
+                workspace: Some(&effective.workspace),
+                home: Some(&home),
+            });
+            println!(
+                "{}{}{}",
+                verdict.action,
+                verdict
+                    .rule_id
+                    .as_ref()
+                    .map(|r| format!(" (rule {r}"))
+                    .unwrap_or_default(),
+                match (&verdict.rule_id, verdict.severity) {
+                    (Some(_), Some(s)) => format!(", severity {s})"),
+                    (Some(_), None) => ")".into(),
+                    _ => String::new(),
+                }
+            );
+            if !verdict.explanation.is_empty() {
+                println!("{}", verdict.explanation);
+            }
+            if !verdict.matched.is_empty() && verdict.matched != command {
+                println!("matched: {}", verdict.matched.join(" "));
+            }
+            Ok(verdict.exit_code())
         }
         Command::Doctor => {
             let checks = doctor::run_checks();
