@@ -212,11 +212,20 @@ pub fn prepare(workload: Workload, bench_dir: &Path, opts: &PrepareOptions) -> R
 /// Checks that the supervisor has the `scan` subcommand, builds (once) and warms the tree,
 /// and returns `agent-sandbox scan <tree>`.
 fn prepare_scan(bench_dir: &Path, ws: &Path, opts: &PrepareOptions) -> Result<Prepared> {
-    // First, so a supervisor without the subcommand fails in a second, not after 200 MB of copies.
-    if let Err(err) = util::run_captured(Command::new(opts.supervisor).args(["scan", "--help"])) {
+    // First, so that a supervisor without the subcommand fails at once, not after the copies.
+    let help = Command::new(opts.supervisor)
+        .args(["scan", "--help"])
+        .output()
+        .with_context(|| format!("failed to start {}", opts.supervisor.display()))?;
+    if !help.status.success() {
+        let stderr = String::from_utf8_lossy(&help.stderr);
+        let first_line = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         bail!(
-            "{} has no `scan` subcommand (`scan --help` failed: {err:#}): build a supervisor              that has it, or leave the workload out (--only open,forkexec,build,true)",
-            opts.supervisor.display()
+            "{} has no `scan` subcommand (`scan --help`: {}, {}): build a supervisor that \
+             has the secret scanner, or leave the workload out (--only open,forkexec,build,true)",
+            opts.supervisor.display(),
+            util::describe_status(help.status),
+            first_line.trim()
         );
     }
     let source = scan::registry_src().context("no home directory: cannot find ~/.cargo")?;
