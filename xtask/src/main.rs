@@ -54,11 +54,13 @@ enum Cmd {
     /// Measure the sandbox's overhead against bare runs and strace.
     ///
     /// Workloads: open (200 000 openat+close), forkexec (2 000 fork+exec of /bin/true), build
-    /// (cargo build of ripgrep 14.1.1, downloaded from crates.io) and true (start-up cost).
+    /// (cargo build of ripgrep 14.1.1, downloaded from crates.io), true (start-up cost) and
+    /// scan (`agent-sandbox scan` of ~200 MB of source code, bare only: MB/s).
     /// Each runs bare, under `agent-sandbox run`, and under `strace -f`, interleaved rep by
-    /// rep, after one untimed warm-up. Prints medians, ratios, the supervisor's lost events
+    /// rep, after one untimed warm-up; open also runs `protected` (the sandbox with a policy
+    /// protecting 1 000 files). Prints medians, ratios, the supervisor's lost events
     /// and peak RSS against the project's bars, and writes everything, per-rep timings
-    /// included, to target/bench/results.json. Needs root for the sandboxed leg. Exits
+    /// included, to target/bench/results.json. Needs root for the sandboxed legs. Exits
     /// non-zero only when a workload fails to run; the bars are informational.
     Bench(bench::BenchArgs),
 }
@@ -139,7 +141,26 @@ mod tests {
             ]
         );
         assert_eq!(args.reps, Some(2));
+        assert!(
+            args.legs.is_empty(),
+            "no --legs means each workload's defaults"
+        );
         assert!(Cli::try_parse_from(["xtask", "bench", "--reps", "0"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "--only",
+            "e,open",
+            "--legs",
+            "bare,protected",
+        ])?;
+        let Cmd::Bench(args) = cli.command else {
+            anyhow::bail!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.only, [bench::Workload::Scan, bench::Workload::Open]);
+        assert_eq!(args.legs, [bench::Leg::Bare, bench::Leg::Protected]);
+        assert!(Cli::try_parse_from(["xtask", "bench", "--legs", "nope"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "bench", "--only", "nope"]).is_err());
         Ok(())
     }

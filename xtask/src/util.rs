@@ -37,13 +37,18 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Cargo's home (`$CARGO_HOME`, by default `~/.cargo`).
+pub fn cargo_home() -> Option<PathBuf> {
+    if let Some(home) = env::var_os("CARGO_HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(home));
+    }
+    env::home_dir().map(|home| home.join(".cargo"))
+}
+
 /// Cargo's binary directory (`$CARGO_HOME/bin`, by default `~/.cargo/bin`), where rustup's
 /// proxies and `cargo install`ed tools such as bpf-linker live.
 pub fn cargo_bin_dir() -> Option<PathBuf> {
-    if let Some(home) = env::var_os("CARGO_HOME").filter(|h| !h.is_empty()) {
-        return Some(PathBuf::from(home).join("bin"));
-    }
-    env::home_dir().map(|home| home.join(".cargo").join("bin"))
+    cargo_home().map(|home| home.join("bin"))
 }
 
 /// Looks `program` up in `PATH` the way a shell would; returns the first executable match.

@@ -19,6 +19,11 @@ const OPEN_OVERHEAD_BAR_PCT: f64 = 25.0;
 const TRUE_MEDIAN_BAR_MS: f64 = 150.0;
 /// The supervisor's peak RSS during the build must stay below this (40 MiB).
 const RSS_BAR_KB: u64 = 40 * 1024;
+/// Largest acceptable cost of 1 000 protected files on the open loop, in percent over the
+/// plain sandbox leg.
+const PROTECTED_OVER_SANDBOX_BAR_PCT: f64 = 5.0;
+/// The secret scanner must read at least this many MB (10^6 bytes) per second.
+const SCAN_BAR_MB_PER_S: f64 = 200.0;
 
 /// The machine the numbers were taken on.
 #[derive(Debug, Serialize)]
@@ -76,6 +81,8 @@ fn proc_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 #[derive(Debug, Serialize)]
 pub struct RepStats {
     rep: u32,
+    /// The leg (sandbox or protected) of the session.
+    leg: Leg,
     file: PathBuf,
     /// The object as written, kept whole so results.json loses nothing the supervisor reported.
     stats: Option<Value>,
@@ -84,8 +91,8 @@ pub struct RepStats {
 }
 
 impl RepStats {
-    /// Reads and parses the statistics file of `rep`.
-    pub fn read(rep: u32, file: &Path) -> RepStats {
+    /// Reads and parses the statistics file of `rep` of `leg`.
+    pub fn read(rep: u32, leg: Leg, file: &Path) -> RepStats {
         let parsed = fs::read_to_string(file)
             .map_err(|err| format!("cannot read {}: {err}", file.display()))
             .and_then(|text| {
@@ -105,6 +112,7 @@ impl RepStats {
         };
         RepStats {
             rep,
+            leg,
             file: file.to_path_buf(),
             stats,
             error,
@@ -144,25 +152,36 @@ pub struct WorkloadRun {
     workload: Workload,
     description: String,
     reps_planned: u32,
+    /// The legs selected for this workload.
+    legs: Vec<Leg>,
     /// Rounds in which every leg ran.
     pub reps_completed: u32,
     /// Wall-clock milliseconds per leg, in rep order.
     pub raw_ms: BTreeMap<Leg, Vec<f64>>,
-    /// One entry per sandboxed rep.
+    /// One entry per rep of a sandboxed leg (sandbox, protected).
     pub supervisor_stats: Vec<RepStats>,
+    /// Bytes one run reads (the scan tree), for a throughput.
+    pub input_bytes: Option<u64>,
     error: Option<String>,
 }
 
 impl WorkloadRun {
-    /// An empty run of `workload`, `reps_planned` timed reps per leg.
-    pub fn new(workload: Workload, description: String, reps_planned: u32) -> WorkloadRun {
+    /// An empty run of `workload`: `reps_planned` timed reps of each of `legs`.
+    pub fn new(
+        workload: Workload,
+        description: String,
+        reps_planned: u32,
+        legs: Vec<Leg>,
+    ) -> WorkloadRun {
         WorkloadRun {
             workload,
             description,
             reps_planned,
+            legs,
             reps_completed: 0,
             raw_ms: BTreeMap::new(),
             supervisor_stats: Vec::new(),
+            input_bytes: None,
             error: None,
         }
     }
@@ -214,7 +233,7 @@ fn median(values: &[f64]) -> Option<f64> {
 struct Bar {
     what: String,
     measured: Option<String>,
-    /// `None` when it was not measured (the sandbox leg was not run).
+    /// `None` when it was not measured (a leg it needs was not selected).
     pass: Option<bool>,
 }
 
@@ -235,12 +254,23 @@ struct WorkloadReport {
     description: String,
     reps_planned: u32,
     reps_completed: u32,
+    /// The legs selected for this workload.
+    legs_selected: Vec<Leg>,
     legs: BTreeMap<Leg, LegSummary>,
     sandbox_over_bare: Option<f64>,
     strace_over_bare: Option<f64>,
+    protected_over_bare: Option<f64>,
     sandbox_overhead_pct: Option<f64>,
     strace_overhead_pct: Option<f64>,
-    /// Largest `lost_total` over the sandboxed reps.
+    /// Median of the protected leg over the median of the sandbox leg: what the protected
+    /// files cost on top of the session.
+    protected_over_sandbox: Option<f64>,
+    protected_over_sandbox_pct: Option<f64>,
+    /// Bytes one run reads (the scan tree).
+    input_bytes: Option<u64>,
+    /// `input_bytes` over the bare median, in MB (10^6 bytes) per second.
+    mb_per_s: Option<f64>,
+    /// Largest `lost_total` over the sandboxed reps (sandbox and protected legs).
     lost_total_max: Option<u64>,
     /// Largest supervisor peak RSS over the sandboxed reps.
     peak_rss_kb_max: Option<u64>,
@@ -252,19 +282,24 @@ struct WorkloadReport {
 }
 
 impl WorkloadReport {
-    fn new(run: WorkloadRun, sandbox_selected: bool) -> WorkloadReport {
+    fn new(run: WorkloadRun) -> WorkloadReport {
         let legs: BTreeMap<Leg, LegSummary> = run
             .raw_ms
             .into_iter()
             .map(|(leg, raw)| (leg, LegSummary::new(raw)))
             .collect();
         let median_of = |leg: Leg| legs.get(&leg).and_then(|s| s.median_ms);
-        let ratio = |leg: Leg| match (median_of(leg), median_of(Leg::Bare)) {
-            (Some(m), Some(bare)) if bare > 0.0 => Some(m / bare),
+        let ratio = |leg: Leg, base: Leg| match (median_of(leg), median_of(base)) {
+            (Some(m), Some(b)) if b > 0.0 => Some(m / b),
             _ => None,
         };
-        let sandbox_over_bare = ratio(Leg::Sandbox);
-        let strace_over_bare = ratio(Leg::Strace);
+        let sandbox_over_bare = ratio(Leg::Sandbox, Leg::Bare);
+        let strace_over_bare = ratio(Leg::Strace, Leg::Bare);
+        let protected_over_sandbox = ratio(Leg::Protected, Leg::Sandbox);
+        let mb_per_s = match (run.input_bytes, median_of(Leg::Bare)) {
+            (Some(bytes), Some(ms)) if ms > 0.0 => Some(bytes as f64 / 1e6 / (ms / 1000.0)),
+            _ => None,
+        };
         let lost_total_max = run
             .supervisor_stats
             .iter()
@@ -286,10 +321,16 @@ impl WorkloadReport {
             description: run.description,
             reps_planned: run.reps_planned,
             reps_completed: run.reps_completed,
+            legs_selected: run.legs,
             sandbox_over_bare,
             strace_over_bare,
+            protected_over_bare: ratio(Leg::Protected, Leg::Bare),
             sandbox_overhead_pct: sandbox_over_bare.map(|r| (r - 1.0) * 100.0),
             strace_overhead_pct: strace_over_bare.map(|r| (r - 1.0) * 100.0),
+            protected_over_sandbox,
+            protected_over_sandbox_pct: protected_over_sandbox.map(|r| (r - 1.0) * 100.0),
+            input_bytes: run.input_bytes,
+            mb_per_s,
             lost_total_max,
             peak_rss_kb_max,
             stats_missing,
@@ -298,17 +339,21 @@ impl WorkloadReport {
             error: run.error,
             legs,
         };
-        report.bars = report.bars(sandbox_selected);
+        report.bars = report.bars();
         report
     }
 
-    /// The targets of this workload. A bar whose measurement is missing although the sandbox
-    /// leg was selected fails: a crash or a missing statistics file is no pass.
-    fn bars(&self, sandbox_selected: bool) -> Vec<Bar> {
-        let judge = |what: String, measured: Option<(String, bool)>| Bar {
+    /// The targets of this workload. A bar whose measurement is missing although the legs it
+    /// needs were selected fails: a crash or a missing statistics file is no pass.
+    fn bars(&self) -> Vec<Bar> {
+        let selected = |leg: Leg| self.legs_selected.contains(&leg);
+        let judge_if = |needed: bool, what: String, measured: Option<(String, bool)>| Bar {
             what,
-            pass: sandbox_selected.then(|| measured.as_ref().is_some_and(|(_, ok)| *ok)),
+            pass: needed.then(|| measured.as_ref().is_some_and(|(_, ok)| *ok)),
             measured: measured.map(|(m, _)| m),
+        };
+        let judge = |what: String, measured: Option<(String, bool)>| {
+            judge_if(selected(Leg::Sandbox), what, measured)
         };
         let overhead = |limit: f64| {
             judge(
@@ -320,7 +365,15 @@ impl WorkloadReport {
         // Every sandboxed rep must have reported, or a lossy rep could hide behind a silent one.
         let complete_stats = self.stats_missing == 0 && self.reps_completed > 0;
         match self.workload {
-            Workload::Open => vec![overhead(OPEN_OVERHEAD_BAR_PCT)],
+            Workload::Open => vec![
+                overhead(OPEN_OVERHEAD_BAR_PCT),
+                judge_if(
+                    selected(Leg::Sandbox) && selected(Leg::Protected),
+                    format!("protected over sandbox <= {PROTECTED_OVER_SANDBOX_BAR_PCT}%"),
+                    self.protected_over_sandbox_pct
+                        .map(|pct| (format!("{pct:+.1}%"), pct <= PROTECTED_OVER_SANDBOX_BAR_PCT)),
+                ),
+            ],
             Workload::Forkexec => Vec::new(),
             Workload::Build => vec![
                 overhead(BUILD_OVERHEAD_BAR_PCT),
@@ -343,6 +396,12 @@ impl WorkloadReport {
                     .get(&Leg::Sandbox)
                     .and_then(|s| s.median_ms)
                     .map(|ms| (format!("{ms:.1} ms"), ms < TRUE_MEDIAN_BAR_MS)),
+            )],
+            Workload::Scan => vec![judge_if(
+                selected(Leg::Bare),
+                format!("throughput >= {SCAN_BAR_MB_PER_S} MB/s"),
+                self.mb_per_s
+                    .map(|rate| (format!("{rate:.0} MB/s"), rate >= SCAN_BAR_MB_PER_S)),
             )],
         }
     }
@@ -373,7 +432,6 @@ impl Report {
         supervisor: &Path,
         runs: Vec<WorkloadRun>,
     ) -> Report {
-        let sandbox_selected = legs.contains(&Leg::Sandbox);
         Report {
             generated_unix_secs: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -382,10 +440,7 @@ impl Report {
             quick,
             legs: legs.to_vec(),
             supervisor: supervisor.to_path_buf(),
-            workloads: runs
-                .into_iter()
-                .map(|run| WorkloadReport::new(run, sandbox_selected))
-                .collect(),
+            workloads: runs.into_iter().map(WorkloadReport::new).collect(),
         }
     }
 
@@ -403,39 +458,53 @@ impl Report {
         println!();
         println!("[bench] medians of the timed reps, wall-clock ms (legs interleaved per rep)");
         println!(
-            "{:<9} {:>5} {:>11} {:>11} {:>11} {:>13} {:>12} {:>10}",
+            "{:<9} {:>5} {:>10} {:>10} {:>10} {:>10} {:>13} {:>12} {:>13} {:>9}",
             "workload",
             "reps",
             "bare",
             "sandbox",
+            "protected",
             "strace",
             "sandbox/bare",
             "strace/bare",
+            "prot/sandbox",
             "overhead"
         );
         for w in &self.workloads {
             let median_of = |leg: Leg| w.legs.get(&leg).and_then(|s| s.median_ms);
             println!(
-                "{:<9} {:>5} {:>11} {:>11} {:>11} {:>13} {:>12} {:>10}",
+                "{:<9} {:>5} {:>10} {:>10} {:>10} {:>10} {:>13} {:>12} {:>13} {:>9}",
                 w.workload.name(),
                 format!("{}/{}", w.reps_completed, w.reps_planned),
                 ms(median_of(Leg::Bare)),
                 ms(median_of(Leg::Sandbox)),
+                ms(median_of(Leg::Protected)),
                 ms(median_of(Leg::Strace)),
                 ratio(w.sandbox_over_bare),
                 ratio(w.strace_over_bare),
+                ratio(w.protected_over_sandbox),
                 pct(w.sandbox_overhead_pct),
             );
         }
+        for w in &self.workloads {
+            if let (Some(bytes), Some(rate)) = (w.input_bytes, w.mb_per_s) {
+                println!(
+                    "[bench] {}: {:.1} MB per run, {rate:.0} MB/s (bare median)",
+                    w.workload.name(),
+                    bytes as f64 / 1e6
+                );
+            }
+        }
 
-        if self.legs.contains(&Leg::Sandbox) {
+        if self.legs.iter().any(|leg| leg.is_sandboxed()) {
             println!();
             println!("[bench] supervisor statistics (worst sandboxed rep; events of the last rep)");
             println!(
                 "{:<9} {:>12} {:>14}  events",
                 "workload", "lost events", "peak RSS"
             );
-            for w in &self.workloads {
+            let sandboxed = |w: &&WorkloadReport| w.legs_selected.iter().any(|l| l.is_sandboxed());
+            for w in self.workloads.iter().filter(sandboxed) {
                 let events = w
                     .supervisor_stats
                     .iter()
@@ -511,6 +580,7 @@ mod tests {
     fn stats(rep: u32, value: Option<Value>) -> RepStats {
         RepStats {
             rep,
+            leg: Leg::Sandbox,
             file: PathBuf::from("/x.json"),
             error: value.is_none().then(|| "missing".to_owned()),
             stats: value,
@@ -539,18 +609,24 @@ mod tests {
     fn stats_file_is_read() -> anyhow::Result<()> {
         let path = std::env::temp_dir().join(format!("xtask-stats-{}.json", std::process::id()));
         fs::write(&path, r#"{"lost_total": 0, "peak_rss_kb": 100}"#)?;
-        let ok = RepStats::read(1, &path);
+        let ok = RepStats::read(1, Leg::Protected, &path);
         assert!(ok.error.is_none());
         assert_eq!(ok.lost_total(), Some(0));
+        assert_eq!(ok.leg, Leg::Protected);
         fs::write(&path, "[1]")?;
-        assert!(RepStats::read(1, &path).error.is_some());
+        assert!(RepStats::read(1, Leg::Sandbox, &path).error.is_some());
         fs::remove_file(&path)?;
-        assert!(RepStats::read(1, &path).error.is_some());
+        assert!(RepStats::read(1, Leg::Sandbox, &path).error.is_some());
         Ok(())
     }
 
     fn build_run(bare: &[f64], sandbox: &[f64], stats: Vec<RepStats>) -> WorkloadRun {
-        let mut run = WorkloadRun::new(Workload::Build, String::new(), 3);
+        let legs = if sandbox.is_empty() {
+            vec![Leg::Bare]
+        } else {
+            vec![Leg::Bare, Leg::Sandbox]
+        };
+        let mut run = WorkloadRun::new(Workload::Build, String::new(), 3, legs);
         run.reps_completed = 3;
         run.raw_ms.insert(Leg::Bare, bare.to_vec());
         run.raw_ms.insert(Leg::Sandbox, sandbox.to_vec());
@@ -566,7 +642,7 @@ mod tests {
             &[102.0, 101.0, 150.0],
             vec![good(1), good(2), good(3)],
         );
-        let report = WorkloadReport::new(run, true);
+        let report = WorkloadReport::new(run);
         assert_eq!(report.sandbox_over_bare, Some(1.02));
         let verdicts: Vec<_> = report.bars.iter().map(|b| b.pass).collect();
         assert_eq!(verdicts, [Some(true), Some(true), Some(true)]);
@@ -577,14 +653,104 @@ mod tests {
             &[110.0, 110.0, 110.0],
             vec![good(1), stats(2, None), good(3)],
         );
-        let report = WorkloadReport::new(run, true);
+        let report = WorkloadReport::new(run);
         let verdicts: Vec<_> = report.bars.iter().map(|b| b.pass).collect();
         assert_eq!(verdicts, [Some(false), Some(false), Some(false)]);
 
         // without the sandbox leg nothing is judged
         let run = build_run(&[100.0], &[], Vec::new());
-        let report = WorkloadReport::new(run, false);
+        let report = WorkloadReport::new(run);
         assert!(report.bars.iter().all(|b| b.pass.is_none()));
+    }
+
+    fn open_run(legs: &[Leg], medians: &[(Leg, f64)]) -> WorkloadRun {
+        let mut run = WorkloadRun::new(Workload::Open, String::new(), 1, legs.to_vec());
+        run.reps_completed = 1;
+        for &(leg, ms) in medians {
+            run.raw_ms.insert(leg, vec![ms]);
+        }
+        run
+    }
+
+    fn verdicts(report: &WorkloadReport) -> Vec<(&str, Option<bool>)> {
+        report
+            .bars
+            .iter()
+            .map(|b| (b.what.as_str(), b.pass))
+            .collect()
+    }
+
+    #[test]
+    fn open_bars_judge_protected_over_sandbox() {
+        let all = [Leg::Bare, Leg::Sandbox, Leg::Protected];
+        let run = open_run(
+            &all,
+            &[
+                (Leg::Bare, 100.0),
+                (Leg::Sandbox, 120.0),
+                (Leg::Protected, 125.0),
+            ],
+        );
+        let report = WorkloadReport::new(run);
+        assert_eq!(report.protected_over_sandbox, Some(125.0 / 120.0));
+        assert_eq!(report.protected_over_bare, Some(1.25));
+        assert_eq!(report.bars[1].measured.as_deref(), Some("+4.2%"));
+        assert_eq!(
+            verdicts(&report),
+            [
+                ("sandbox overhead <= 25%", Some(true)),
+                ("protected over sandbox <= 5%", Some(true)),
+            ]
+        );
+
+        let run = open_run(
+            &all,
+            &[
+                (Leg::Bare, 100.0),
+                (Leg::Sandbox, 120.0),
+                (Leg::Protected, 130.0),
+            ],
+        );
+        let report = WorkloadReport::new(run);
+        assert_eq!(report.bars[1].pass, Some(false));
+        assert_eq!(report.bars[1].measured.as_deref(), Some("+8.3%"));
+
+        // selected but never measured (the check failed before the reps): a failure
+        let run = open_run(&all, &[(Leg::Bare, 100.0), (Leg::Sandbox, 120.0)]);
+        assert_eq!(WorkloadReport::new(run).bars[1].pass, Some(false));
+
+        // not selected: not judged
+        let run = open_run(
+            &[Leg::Bare, Leg::Sandbox],
+            &[(Leg::Bare, 100.0), (Leg::Sandbox, 120.0)],
+        );
+        let report = WorkloadReport::new(run);
+        assert_eq!(report.bars[1].pass, None);
+        assert_eq!(report.protected_over_sandbox, None);
+    }
+
+    #[test]
+    fn scan_throughput_and_bar() {
+        let scan = |ms: &[f64], bytes: Option<u64>| {
+            let mut run = WorkloadRun::new(Workload::Scan, String::new(), 3, vec![Leg::Bare]);
+            run.reps_completed = 3;
+            if !ms.is_empty() {
+                run.raw_ms.insert(Leg::Bare, ms.to_vec());
+            }
+            run.input_bytes = bytes;
+            WorkloadReport::new(run)
+        };
+        // 200 MB in a median of 800 ms: 250 MB/s
+        let fast = scan(&[900.0, 800.0, 700.0], Some(200_000_000));
+        assert_eq!(fast.mb_per_s, Some(250.0));
+        assert_eq!(verdicts(&fast), [("throughput >= 200 MB/s", Some(true))]);
+        assert_eq!(fast.bars[0].measured.as_deref(), Some("250 MB/s"));
+        let slow = scan(&[1000.0, 1100.0, 1200.0], Some(200_000_000));
+        assert_eq!(slow.bars[0].pass, Some(false));
+        // the subcommand is missing: nothing measured, which is no pass
+        let missing = scan(&[], None);
+        assert_eq!(missing.mb_per_s, None);
+        assert_eq!(missing.bars[0].pass, Some(false));
     }
 
     #[test]
@@ -603,6 +769,12 @@ mod tests {
             json!(2.0)
         );
         assert_eq!(json["workloads"][0]["workload"], json!("build"));
+        assert_eq!(
+            json["workloads"][0]["legs_selected"],
+            json!(["bare", "sandbox"])
+        );
+        assert_eq!(json["workloads"][0]["protected_over_sandbox"], Value::Null);
+        assert_eq!(json["workloads"][0]["mb_per_s"], Value::Null);
         Ok(())
     }
 }

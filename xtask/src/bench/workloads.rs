@@ -1,5 +1,6 @@
 //! Preparation of each workload, all of it outside the timed region: compiling the C programs,
-//! downloading and unpacking ripgrep, fetching its dependencies.
+//! downloading and unpacking ripgrep, fetching its dependencies, building and warming the
+//! scan tree.
 
 use std::ffi::OsString;
 use std::fs;
@@ -8,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::Workload;
+use super::{Workload, scan};
 use crate::util;
 
 /// openat+close calls per run of the `open` workload.
@@ -99,6 +100,38 @@ pub struct Prepared {
     pub env: Vec<(OsString, OsString)>,
     /// A directory deleted before every run (the build's target directory).
     pub fresh_dir: Option<PathBuf>,
+    /// Exit codes that count as success (`scan` exits 1 when it finds secrets).
+    pub success_codes: Vec<i32>,
+    /// Whether the run must start in `cwd` (the build's project); otherwise the `protected`
+    /// leg starts it in its own workspace, like an agent started in a protected repository.
+    pub cwd_matters: bool,
+    /// Bytes the run reads, for a throughput (the scan tree).
+    pub input_bytes: Option<u64>,
+}
+
+impl Default for Prepared {
+    /// A run of nothing that succeeds with exit code 0; the workloads fill in the rest.
+    fn default() -> Prepared {
+        Prepared {
+            description: String::new(),
+            argv: Vec::new(),
+            cwd: None,
+            env: Vec::new(),
+            fresh_dir: None,
+            success_codes: vec![0],
+            cwd_matters: false,
+            input_bytes: None,
+        }
+    }
+}
+
+/// What the preparation of a workload needs beyond the bench directory.
+#[derive(Debug)]
+pub struct PrepareOptions<'a> {
+    /// The supervisor binary (`scan` runs its subcommand).
+    pub supervisor: &'a Path,
+    /// `--quick`: the scan tree is 20 MB instead of 200.
+    pub quick: bool,
 }
 
 impl Prepared {
@@ -119,7 +152,7 @@ impl Prepared {
 }
 
 /// Builds whatever `workload` needs under `bench_dir` and returns how to run it.
-pub fn prepare(workload: Workload, bench_dir: &Path) -> Result<Prepared> {
+pub fn prepare(workload: Workload, bench_dir: &Path, opts: &PrepareOptions) -> Result<Prepared> {
     // The sandboxed legs run under the embedded default policy: the workloads start in a
     // workspace of their own, whose `.git` stops the search for a repository policy.toml
     // before it reaches this repository's example policy.
@@ -142,8 +175,7 @@ pub fn prepare(workload: Workload, bench_dir: &Path) -> Result<Prepared> {
                     OPEN_ITERATIONS.to_string().into(),
                 ],
                 cwd: Some(ws.clone()),
-                env: Vec::new(),
-                fresh_dir: None,
+                ..Prepared::default()
             })
         }
         Workload::Forkexec => {
@@ -160,8 +192,7 @@ pub fn prepare(workload: Workload, bench_dir: &Path) -> Result<Prepared> {
                     FORKEXEC_ITERATIONS.to_string().into(),
                 ],
                 cwd: Some(ws.clone()),
-                env: Vec::new(),
-                fresh_dir: None,
+                ..Prepared::default()
             })
         }
         Workload::Build => prepare_build(bench_dir),
@@ -171,11 +202,62 @@ pub fn prepare(workload: Workload, bench_dir: &Path) -> Result<Prepared> {
                 description: "`true`: start-up and tear-down only".to_owned(),
                 argv: vec![true_bin.into()],
                 cwd: Some(ws.clone()),
-                env: Vec::new(),
-                fresh_dir: None,
+                ..Prepared::default()
             })
         }
+        Workload::Scan => prepare_scan(bench_dir, &ws, opts),
     }
+}
+
+/// Checks that the supervisor has the `scan` subcommand, builds (once) and warms the tree,
+/// and returns `agent-sandbox scan <tree>`.
+fn prepare_scan(bench_dir: &Path, ws: &Path, opts: &PrepareOptions) -> Result<Prepared> {
+    // First, so that a supervisor without the subcommand fails at once, not after the copies.
+    let help = Command::new(opts.supervisor)
+        .args(["scan", "--help"])
+        .output()
+        .with_context(|| format!("failed to start {}", opts.supervisor.display()))?;
+    if !help.status.success() {
+        let stderr = String::from_utf8_lossy(&help.stderr);
+        let first_line = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        bail!(
+            "{} has no `scan` subcommand (`scan --help`: {}, {}): build a supervisor that \
+             has the secret scanner, or leave the workload out (--only open,forkexec,build,true)",
+            opts.supervisor.display(),
+            util::describe_status(help.status),
+            first_line.trim()
+        );
+    }
+    let source = scan::registry_src().context("no home directory: cannot find ~/.cargo")?;
+    let (target, name) = if opts.quick {
+        (scan::QUICK_TREE_BYTES, "scan-tree-quick")
+    } else {
+        (scan::TREE_BYTES, "scan-tree")
+    };
+    let dest = bench_dir.join(name);
+    println!(
+        "[bench] scan: tree of {} MB under {} (built once from {})",
+        target / 1_000_000,
+        dest.display(),
+        source.display()
+    );
+    let tree = scan::build_tree(&source, &dest, target)?;
+    println!("[bench] scan: warming the page cache");
+    let (bytes, files) = scan::warm(&tree.dir)?;
+    let mut argv: Vec<OsString> = vec![opts.supervisor.into(), "scan".into()];
+    argv.push(tree.dir.into());
+    Ok(Prepared {
+        description: format!(
+            "agent-sandbox scan of {:.1} MB of source code ({files} files), page cache warm",
+            bytes as f64 / 1e6
+        ),
+        argv,
+        cwd: Some(ws.to_path_buf()),
+        // 1 means "secrets found": crates carry test fixtures that look like keys
+        success_codes: vec![0, 1],
+        input_bytes: Some(bytes),
+        ..Prepared::default()
+    })
 }
 
 /// Writes `source` to `bench_dir/<name>.c` and compiles it with `cc -O2` to `bench_dir/<name>`.
@@ -255,6 +337,8 @@ fn prepare_build(bench_dir: &Path) -> Result<Prepared> {
         cwd: Some(project),
         env: vec![("CARGO_TARGET_DIR".into(), target.clone().into())],
         fresh_dir: Some(target),
+        cwd_matters: true,
+        ..Prepared::default()
     })
 }
 
