@@ -618,3 +618,54 @@ fn secrets_in_the_workspace_and_environment_are_out_of_reach() {
     assert!(se.contains("removed GITHUB_TOKEN"), "{se}");
     assert!(se.contains("rule workspace-secrets"), "{se}");
 }
+
+#[test]
+fn allow_list_mode_refuses_everything_not_allowed() {
+    require_root();
+    let (_, probe_static) = probes();
+    let elsewhere = Counter::tcp("127.0.0.1");
+    let allowed = Counter::tcp("127.0.0.2");
+    let policy = format!(
+        r#"
+[network]
+default = "deny"
+
+[[network.allow]]
+id = "dev-server"
+why = "the one service this repository talks to"
+cidrs = ["127.0.0.2/32"]
+ports = [{a}]
+"#,
+        a = allowed.port
+    );
+    let ws = Workspace::new("allowlist", &policy);
+    let ev = ws.path("events.jsonl");
+    let p = probe_static.display();
+    let script = format!(
+        "{p} tcp4 127.0.0.2 {a}; {p} tcp4 127.0.0.1 {e}; {p} udp4 127.0.0.1 {e}; true",
+        a = allowed.port,
+        e = elsewhere.port
+    );
+    let out = ws.run(
+        &["--trust-policy", "--events", ev.to_str().unwrap()],
+        &script,
+    );
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}\n{}", stderr(&out));
+    assert_eq!(
+        so.lines().collect::<Vec<_>>(),
+        ["OK connect", "ERR EPERM connect", "ERR EPERM sendto"],
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(elsewhere.count(), 0);
+    assert!(allowed.count() >= 1);
+    let events = read_events(&ev);
+    assert!(
+        of_kind(&events, "net_refused")
+            .iter()
+            .all(|e| e["fields"]["rule"] == "network.default"),
+        "{events:?}"
+    );
+}

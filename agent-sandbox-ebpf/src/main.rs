@@ -717,7 +717,7 @@ fn check_inet4(ctx: &SockAddrContext, hook: u32) -> i32 {
     // user_ip4 and user_port hold network byte order: the address bytes are in memory order.
     let addr = ip.to_ne_bytes();
     let port = u16::from_be(port as u16);
-    let verdict = decide(NET4.get(&Key::new(32, addr)), port, proto_bit(protocol));
+    let verdict = decide(NET4.get(Key::new(32, addr)), port, proto_bit(protocol));
     match verdict {
         None => SOCK_ALLOW,
         Some(rule) => {
@@ -755,9 +755,9 @@ fn check_inet6(ctx: &SockAddrContext, hook: u32) -> i32 {
     // ::ffff:a.b.c.d reaches an IPv4 host through a dual-stack socket: the IPv4 rules apply.
     let mapped = w[0] == 0 && w[1] == 0 && w[2] == u32::from_be(0xffff);
     let verdict = if mapped {
-        decide(NET4.get(&Key::new(32, w[3].to_ne_bytes())), port, proto)
+        decide(NET4.get(Key::new(32, w[3].to_ne_bytes())), port, proto)
     } else {
-        decide(NET6.get(&Key::new(128, addr)), port, proto)
+        decide(NET6.get(Key::new(128, addr)), port, proto)
     };
     match verdict {
         None => SOCK_ALLOW,
