@@ -99,6 +99,8 @@ pub enum FanotifyError {
 pub struct Expansion {
     /// Files marked (inodes).
     pub files: usize,
+    /// Files marked, per rule id.
+    pub per_rule: std::collections::BTreeMap<String, usize>,
     /// Directories watched for new files.
     pub dirs: usize,
     /// Globs that matched nothing (rule id, glob).
@@ -229,6 +231,7 @@ impl FileGuard {
                         .entry((meta.dev(), meta.ino()))
                         .or_insert(g.rule);
                     expansion.files += 1;
+                    *expansion.per_rule.entry(rule_id.clone()).or_default() += 1;
                     found += 1;
                 }
             }

@@ -16,7 +16,7 @@ pub const WORKSPACE_SECRETS_RULE: &str = "workspace-secrets";
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     /// The scan could not run.
-    #[error("scanning {dir} for secrets: {source}")]
+    #[error("scanning {dir} for secrets")]
     Scan {
         /// The directory.
         dir: PathBuf,

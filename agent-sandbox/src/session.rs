@@ -361,6 +361,7 @@ fn run_in_cgroup(
         "policy_sources": policy.sources.iter().map(|s| s.file_name()).collect::<Vec<_>>(),
         "policy_trust": trust.name(),
         "protected_files": exp.files,
+        "protected_by_rule": exp.per_rule,
         "watched_dirs": exp.dirs,
     });
     let trust_record = policy.repository_path().map(|p| {
