@@ -19,37 +19,47 @@ fn a_session_leaves_a_verifiable_audit_log_the_agent_cannot_touch() {
     fs::create_dir_all(&state).unwrap();
     fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
     // The agent runs as root here on purpose: file modes alone would keep nobody out of the
-    // state directory; the sandbox must keep out even a root agent.
-    let out = run_with_deadline(
-        sandbox(
-            &["--user", "root", "--state-dir", state.to_str().unwrap()],
-            &[
-                "/bin/bash",
-                "-c",
-                &format!(
-                    "for f in {st}/audit/*.jsonl; do cat $f >/dev/null 2>&1 && echo READ-LOG; \
-                     echo forged >> $f 2>/dev/null && echo WROTE-LOG; done; \
-                     ls {st}/keys >/dev/null 2>&1; cat {st}/keys/* >/dev/null 2>&1 && echo READ-KEY; \
-                     echo done",
-                    st = state.display()
-                ),
-            ],
-        ),
-        Duration::from_secs(60),
+    // state directory; the sandbox must keep out even a root agent. The agent cannot list the
+    // directory, so the test hands it the log's path once the session has created it.
+    let go = s.path("go");
+    let script = format!(
+        "while [ ! -s {go} ]; do sleep 0.05; done; f=$(cat {go}) && echo READ-CONTROL; \
+         cat \"$f\" >/dev/null 2>&1 && echo READ-LOG; \
+         echo forged >> \"$f\" 2>/dev/null && echo WROTE-LOG; \
+         cat {st}/keys/$(basename \"$f\" .jsonl).key >/dev/null 2>&1 && echo READ-KEY; \
+         echo done",
+        go = go.display(),
+        st = state.display()
     );
+    let child = spawn(sandbox(
+        &["--user", "root", "--state-dir", state.to_str().unwrap()],
+        &["/bin/bash", "-c", &script],
+    ));
+    let audit_dir = state.join("audit");
+    let find_log = || {
+        fs::read_dir(&audit_dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || find_log().is_some()),
+        "the session created no audit log"
+    );
+    let log = find_log().expect("an audit log");
+    fs::write(&go, log.to_str().unwrap()).unwrap();
+    let out = wait_output(child, Duration::from_secs(60));
     let so = String::from_utf8_lossy(&out.stdout);
     let se = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{so}\n{se}");
-    assert!(so.contains("done"), "{so}");
+    assert!(
+        so.contains("READ-CONTROL") && so.contains("done"),
+        "{so}\n{se}"
+    );
     for leak in ["READ-LOG", "WROTE-LOG", "READ-KEY"] {
         assert!(!so.contains(leak), "{leak}:\n{so}\n{se}");
     }
-    let log = fs::read_dir(state.join("audit"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .expect("an audit log");
     let meta = fs::metadata(&log).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 

@@ -45,6 +45,7 @@ pub use report::{
 pub use synthetic::synthetic_record;
 pub use syslog::{
     APP_NAME, DEFAULT_SYSLOG_PATH, FACILITY_AUTHPRIV, MAX_MESSAGE, SyslogForwarder, SyslogStats,
+    rfc3339,
 };
 pub use verify::{MAX_PROBLEMS, Problem, ProblemKind, VerifyReport, verify, verify_bytes};
 pub use writer::{AuditWriter, Checkpoint, RESERVED_FIELDS, default_checkpoint_path};
@@ -52,6 +53,25 @@ pub use writer::{AuditWriter, Checkpoint, RESERVED_FIELDS, default_checkpoint_pa
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+/// Opens an audit log for streaming, refusing anything but a regular file (O_NONBLOCK so that
+/// a FIFO at the path cannot block the open; it is refused just after).
+pub(crate) fn open_log(path: &Path) -> Result<std::io::BufReader<std::fs::File>, AuditError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| AuditError::io("opening audit log", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| AuditError::io("reading audit log metadata", path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(AuditError::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(std::io::BufReader::with_capacity(1 << 20, file))
+}
 
 /// Reads a small regular file whole, refusing FIFOs and devices (which could block or never
 /// end) and anything over `limit` bytes.

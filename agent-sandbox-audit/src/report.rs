@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -853,20 +852,7 @@ impl Report {
     /// objects are counted in [`Totals::unparsable_lines`]; unknown kinds in
     /// [`Totals::unknown_kinds`]. Errors only when the file cannot be read.
     pub fn from_log(path: &Path) -> Result<Report, AuditError> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| AuditError::io("opening audit log", path, e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| AuditError::io("reading audit log metadata", path, e))?;
-        if !meta.file_type().is_file() {
-            return Err(AuditError::NotRegular {
-                path: path.to_path_buf(),
-            });
-        }
-        let reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let reader = crate::open_log(path)?;
         Report::from_reader(reader).map_err(|e| AuditError::io("reading audit log", path, e))
     }
 

@@ -123,19 +123,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     )
 }
 
-/// Formats a time as RFC 3339 UTC with microseconds.
-fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = i64::try_from(d.as_secs()).unwrap_or(0);
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (RFC 3339, UTC, microseconds) from Unix seconds. The one
+/// timestamp format of agent-sandbox: the supervisor's event records use it too.
+pub fn rfc3339(secs: i64, micros: u32) -> String {
     let (y, m, day) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
         sod / 3600,
         (sod / 60) % 60,
         sod % 60,
-        d.subsec_micros()
     )
+}
+
+/// [`rfc3339`] of a `SystemTime`.
+fn rfc3339_of(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    rfc3339(i64::try_from(d.as_secs()).unwrap_or(0), d.subsec_micros())
 }
 
 /// Waits up to `max` for the socket to accept a datagram; `true` if it will.
@@ -201,7 +205,7 @@ impl SyslogForwarder {
         let _ = write!(
             header,
             "<{pri}>1 {} {} {APP_NAME} {} {msgid} - ",
-            rfc3339(SystemTime::now()),
+            rfc3339_of(SystemTime::now()),
             self.hostname,
             self.pid
         );
@@ -290,7 +294,7 @@ mod tests {
         assert_eq!(civil_from_days(20_778), (2026, 11, 21));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         let t = UNIX_EPOCH + Duration::from_micros(1_763_706_360_240_941);
-        assert_eq!(rfc3339(t), "2025-11-21T06:26:00.240941Z");
+        assert_eq!(rfc3339_of(t), "2025-11-21T06:26:00.240941Z");
         for d in [-1000, 0, 59, 60, 365, 10_000, 20_778, 100_000] {
             let (y, m, day) = civil_from_days(d);
             assert_eq!(

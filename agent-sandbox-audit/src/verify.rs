@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, ErrorKind};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -157,21 +156,7 @@ pub fn verify(
             }
         },
     };
-    // O_NONBLOCK so that a FIFO at the path cannot block the open; it is refused just after.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| AuditError::io("opening audit log", path, e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| AuditError::io("reading audit log metadata", path, e))?;
-    if !meta.file_type().is_file() {
-        return Err(AuditError::NotRegular {
-            path: path.to_path_buf(),
-        });
-    }
-    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let reader = crate::open_log(path)?;
     verify_reader(reader, key, cp.as_ref(), early)
         .map_err(|e| AuditError::io("reading audit log", path, e))
 }

@@ -448,41 +448,14 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` from Unix seconds (civil-from-days, proleptic Gregorian).
-pub fn rfc3339(secs: i64, micros: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
+/// RFC 3339 timestamps, the same format as the audit log's.
+pub use agent_sandbox_audit::rfc3339;
 
 /// Names the rules that kernel records refer to by index.
 pub trait RuleNames {
     /// Id and explanation of network rule `index` (`NET_RULE_DEFAULT` is the policy's
     /// `network.default`).
     fn describe(&self, index: u32) -> (String, Option<String>);
-}
-
-/// No rules (tests, and sessions without network rules).
-pub struct NoRules;
-
-impl RuleNames for NoRules {
-    fn describe(&self, index: u32) -> (String, Option<String>) {
-        (format!("#{index}"), None)
-    }
 }
 
 /// The JSON object of one event.

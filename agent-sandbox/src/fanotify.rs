@@ -12,7 +12,7 @@
 //! at once (the answering thread never opens a marked file itself, which would wait on
 //! itself). Every event gets an answer, on every path, or the opener would hang.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
@@ -97,8 +97,6 @@ pub enum FanotifyError {
 /// What expanding the globs found.
 #[derive(Debug, Default, Clone)]
 pub struct Expansion {
-    /// Files marked (inodes).
-    pub files: usize,
     /// Files marked, per rule id.
     pub per_rule: std::collections::BTreeMap<String, usize>,
     /// Directories watched for new files.
@@ -111,7 +109,9 @@ pub struct Expansion {
 
 /// The running guard: marks placed, a thread answering permission events.
 pub struct FileGuard {
-    fan: Arc<OwnedFd>,
+    /// Keeps the group, and so its marks, for the whole session even if the answering thread
+    /// ends early: opens of marked files then wait instead of succeeding (fail closed).
+    _fan: Arc<OwnedFd>,
     stop: OwnedFd,
     thread: Option<JoinHandle<()>>,
     rules: Vec<FileRuleInfo>,
@@ -144,14 +144,19 @@ fn compile(glob: &str, rule: &str) -> Result<GlobMatcher, FanotifyError> {
 
 /// What the answering thread knows.
 struct Decider {
-    /// Inodes marked directly: any open of them from the session is refused.
-    inodes: HashSet<(u64, u64)>,
+    /// Inodes marked directly, with their rule: any open of them from the session is refused.
+    inodes: HashMap<(u64, u64), usize>,
     /// For events from watched directories: refuse when the opened path matches.
     globs: Vec<Matcher>,
-    /// Rule of each marked inode.
-    inode_rule: std::collections::HashMap<(u64, u64), usize>,
     /// The session cgroup, relative to the cgroup2 root (as in /proc/PID/cgroup).
     cgroup: String,
+}
+
+impl Expansion {
+    /// Files marked, all rules together.
+    pub fn files(&self) -> usize {
+        self.per_rule.values().sum()
+    }
 }
 
 impl FileGuard {
@@ -181,9 +186,8 @@ impl FileGuard {
         let fan = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
 
         let mut decider = Decider {
-            inodes: HashSet::new(),
+            inodes: HashMap::new(),
             globs: Vec::new(),
-            inode_rule: std::collections::HashMap::new(),
             cgroup: cgroup_rel.to_string(),
         };
         let mut expansion = Expansion::default();
@@ -225,12 +229,10 @@ impl FileGuard {
                     }
                 } else if meta.is_file() && matcher.is_match(&p) {
                     mark(&fan, &p, 0)?;
-                    decider.inodes.insert((meta.dev(), meta.ino()));
                     decider
-                        .inode_rule
+                        .inodes
                         .entry((meta.dev(), meta.ino()))
                         .or_insert(g.rule);
-                    expansion.files += 1;
                     *expansion.per_rule.entry(rule_id.clone()).or_default() += 1;
                     found += 1;
                 }
@@ -255,7 +257,7 @@ impl FileGuard {
             .spawn(move || answer_loop(&fan2, stop_fd, &decider, &refusals))
             .map_err(FanotifyError::Thread)?;
         Ok(Self {
-            fan,
+            _fan: fan,
             stop,
             thread: Some(thread),
             rules,
@@ -285,7 +287,6 @@ impl FileGuard {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = &self.fan;
     }
 }
 
@@ -426,9 +427,8 @@ impl Decider {
         // SAFETY: fstat on the event's descriptor into a struct we own.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         if unsafe { libc::fstat(efd.as_raw_fd(), &mut st) } == 0 {
-            let key = (st.st_dev, st.st_ino);
-            if self.inodes.contains(&key) {
-                return Some((self.inode_rule.get(&key).copied().unwrap_or(0), path));
+            if let Some(&rule) = self.inodes.get(&(st.st_dev, st.st_ino)) {
+                return Some((rule, path));
             }
         } else {
             // Cannot tell what it is: refuse (fail closed), naming the first rule.

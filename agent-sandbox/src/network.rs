@@ -419,8 +419,8 @@ fn push_down<P: Prefix>(
 }
 
 /// What the kernel decides for `ip:port/proto` given `tables`: the same algorithm as the
-/// programs (longest prefix, then deny over allow over the default). Used by tests and by
-/// `policy show`-style explanations.
+/// programs (longest prefix, then deny over allow over the default), so that the tables can be
+/// tested without loading them.
 pub fn evaluate(
     (v4, v6): &Tables,
     default_deny: bool,

@@ -360,7 +360,7 @@ fn run_in_cgroup(
         "policy_hash": policy.hash(),
         "policy_sources": policy.sources.iter().map(|s| s.file_name()).collect::<Vec<_>>(),
         "policy_trust": trust.name(),
-        "protected_files": exp.files,
+        "protected_files": exp.files(),
         "protected_by_rule": exp.per_rule,
         "watched_dirs": exp.dirs,
     });
