@@ -259,6 +259,36 @@ fn remove_dir_retry(path: &Path, patience: Duration) -> Result<(), CgroupError> 
     }
 }
 
+/// Freezes (`true`) or thaws the tree of the cgroup at `dir` (`cgroup.freeze`).
+pub fn set_frozen(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
+    let p = dir.join("cgroup.freeze");
+    fs::write(&p, if frozen { "1" } else { "0" }).map_err(io_err("writing", &p))
+}
+
+/// Kills every process of the cgroup at `dir` at once (`cgroup.kill`), without waiting.
+pub fn kill_now(dir: &Path) -> Result<(), CgroupError> {
+    let p = dir.join("cgroup.kill");
+    fs::write(&p, "1").map_err(io_err("writing", &p))
+}
+
+/// Whether `pid` is in the cgroup `relative` (a path below the cgroup2 mount, as in
+/// `/proc/PID/cgroup`) or below it. A process whose cgroup cannot be read has exited (or is
+/// being reaped): nothing to protect from it, but nothing to grant either, so it counts as
+/// inside.
+pub fn pid_in(pid: i32, relative: &str) -> bool {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return true;
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix("0::"))
+        .any(|cg| {
+            cg == relative
+                || cg
+                    .strip_prefix(relative)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+}
+
 /// Kills whatever is left in a leftover session cgroup and removes it (`agent-sandbox cleanup`).
 pub fn remove_leftover(dir: &Path) -> Result<(), CgroupError> {
     let kill = dir.join("cgroup.kill");

@@ -298,7 +298,7 @@ impl Drop for FileGuard {
 
 /// The longest leading part of `glob` without metacharacters, and whether the glob covers
 /// that directory as a whole (`dir/**`, `dir/*`, or the directory itself).
-fn literal_base(glob: &str) -> (PathBuf, bool) {
+pub(crate) fn literal_base(glob: &str) -> (PathBuf, bool) {
     let mut base = PathBuf::from("/");
     let comps: Vec<&str> = glob.split('/').filter(|c| !c.is_empty()).collect();
     for (i, c) in comps.iter().enumerate() {
@@ -419,7 +419,7 @@ fn answer_loop(fan: &OwnedFd, stop: RawFd, d: &Decider, out: &UnboundedSender<Re
 impl Decider {
     /// `Some((rule, path))` to refuse.
     fn decide(&self, efd: &OwnedFd, pid: i32) -> Option<(usize, PathBuf)> {
-        if !self.in_session(pid) {
+        if !crate::cgroup::pid_in(pid, &self.cgroup) {
             return None;
         }
         let path = std::fs::read_link(format!("/proc/self/fd/{}", efd.as_raw_fd()))
@@ -438,18 +438,6 @@ impl Decider {
             .iter()
             .find(|m| m.is_match(&path))
             .map(|m| (m.rule, path))
-    }
-
-    /// Whether `pid` is in the session cgroup or below it. A process whose cgroup cannot be
-    /// read has exited (or is being reaped): nothing to protect from it, but nothing to grant
-    /// either, so it is treated as inside.
-    fn in_session(&self, pid: i32) -> bool {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-            return true;
-        };
-        text.lines()
-            .filter_map(|l| l.strip_prefix("0::"))
-            .any(|cg| cg == self.cgroup || cg.starts_with(&format!("{}/", self.cgroup)))
     }
 }
 

@@ -126,6 +126,9 @@ pub struct ChildSetup {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<libc::gid_t>,
+    /// The gate's seccomp filter and the socket its listener fd is sent over, when the gate
+    /// is on. Installed last, after privileges are dropped and `no_new_privs` is set.
+    pub gate: Option<(crate::seccomp::Filter, RawFd)>,
 }
 
 impl ChildSetup {
@@ -169,6 +172,15 @@ impl ChildSetup {
                 // Dropping privileges must be irreversible; refuse to exec otherwise.
                 return Err((Step::Setuid, libc::EPERM));
             }
+            if let Some((filter, sock)) = &self.gate {
+                let listener = filter.install().map_err(|e| (Step::Seccomp, e))?;
+                // The supervisor must hold the listener before our exec, which is its first
+                // notification; the agent must never hold it.
+                let sent = crate::seccomp::send_fd(*sock, listener);
+                libc::close(listener);
+                libc::close(*sock);
+                sent.map_err(|e| (Step::Seccomp, e))?;
+            }
         }
         Ok(())
     }
@@ -192,6 +204,8 @@ pub enum Step {
     NoNewPrivs,
     /// execve itself
     Exec,
+    /// installing the gate's seccomp filter or handing its listener over
+    Seccomp,
 }
 
 impl Step {
@@ -204,6 +218,7 @@ impl Step {
             5 => Step::Setuid,
             6 => Step::NoNewPrivs,
             7 => Step::Exec,
+            8 => Step::Seccomp,
             _ => return None,
         })
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_sandbox::{cgroup, detect, doctor, launch, policy, secrets, session};
+use agent_sandbox::{approval, cgroup, detect, doctor, launch, policy, secrets, session};
 use agent_sandbox_audit as audit;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -71,6 +71,9 @@ enum Command {
         /// Write session statistics (event and loss counts, supervisor peak RSS) as JSON.
         #[arg(long, value_name = "FILE", hide = true)]
         stats_json: Option<PathBuf>,
+        /// Observe only: no exec/deletion gate (for benchmarks comparing the two).
+        #[arg(long, hide = true)]
+        no_gate: bool,
         /// The agent command and its arguments.
         #[arg(last = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -129,6 +132,31 @@ enum Command {
     },
     /// Remove session cgroups left behind by sessions whose supervisor is gone.
     Cleanup,
+    /// Answer a held action from a script: `decide ID allow|allow-session|deny|kill`, or
+    /// `decide 0 freeze|thaw` for the whole tree; `decide --list` shows what is held.
+    ///
+    /// Talks to the session's approval socket (root only). With several sessions running,
+    /// name one with --session (see `decide --list`).
+    Decide {
+        /// The held action's id (as shown by `--list`, the TUI, or the HELD line).
+        #[arg(required_unless_present = "list")]
+        id: Option<u64>,
+        /// allow, allow-session, deny, kill, freeze or thaw.
+        #[arg(required_unless_present = "list")]
+        decision: Option<String>,
+        /// List the held actions of every running session instead (`--json` for machines).
+        #[arg(long)]
+        list: bool,
+        /// With --list: one JSON object per session.
+        #[arg(long, requires = "list")]
+        json: bool,
+        /// The session (its name, as --list shows it).
+        #[arg(long, value_name = "NAME")]
+        session: Option<String>,
+        /// agent-sandbox's state directory.
+        #[arg(long, value_name = "DIR", default_value = policy::STATE_DIR)]
+        state_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,6 +230,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             trust_policy,
             strict,
             state_dir,
+            no_gate,
             command,
         } => {
             if command.is_empty() {
@@ -224,9 +253,18 @@ fn real_main(cli: Cli) -> Result<i32> {
                 trust_policy,
                 strict,
                 state_dir,
+                gate: !no_gate,
             })?;
             Ok(outcome.exit_code)
         }
+        Command::Decide {
+            id,
+            decision,
+            list,
+            json,
+            session,
+            state_dir,
+        } => decide(id, decision, list, json, session, &state_dir),
         Command::Policy(PolicyCommand::Check { file }) => {
             let cwd = std::env::current_dir().context("reading the current directory")?;
             let Some(file) = file.or_else(|| policy::find_repository_policy(&cwd)) else {
@@ -448,4 +486,130 @@ fn newest_log(dir: &std::path::Path) -> Result<PathBuf> {
         .max()
         .map(|(_, p)| p)
         .with_context(|| format!("no audit log in {}: name the file", dir.display()))
+}
+
+/// `agent-sandbox decide`: answers a held action, or lists them.
+fn decide(
+    id: Option<u64>,
+    decision: Option<String>,
+    list: bool,
+    json: bool,
+    session: Option<String>,
+    state_dir: &std::path::Path,
+) -> Result<i32> {
+    use agent_sandbox_tui::proto::{Approver, Decision, Reply, Request};
+    let all = approval::sessions(state_dir);
+    let chosen: Vec<(String, PathBuf)> = match &session {
+        Some(name) => match all.iter().find(|(n, _)| n == name) {
+            Some(s) => vec![s.clone()],
+            None => bail!(
+                "no running session is named {name} (running: {})",
+                names(&all)
+            ),
+        },
+        None => all.clone(),
+    };
+    if chosen.is_empty() {
+        bail!(
+            "no agent-sandbox session is running (no approval socket in {}); start one with \
+             `sudo agent-sandbox run -- CMD`",
+            approval::socket_dir(state_dir).display()
+        );
+    }
+    let ask = |path: &PathBuf, req: &Request| {
+        approval::request(path, req).with_context(|| {
+            format!(
+                "talking to the session at {} (is it still running? are you root?)",
+                path.display()
+            )
+        })
+    };
+    if list {
+        for (name, path) in &chosen {
+            let reply = match ask(path, &Request::List) {
+                Ok(r) => r,
+                // A socket left by a session that crashed: say so and go on.
+                Err(e) if session.is_none() => {
+                    eprintln!("agent-sandbox: {name}: {e:#}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Reply::Held { held, summary, .. } = reply else {
+                bail!("{name}: unexpected reply {reply:?}");
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"session": name, "held": held, "summary": summary})
+                );
+                continue;
+            }
+            println!(
+                "session {name}: {} held now ({} held in all, {} allowed, {} denied){}",
+                held.len(),
+                summary.held,
+                summary.allowed,
+                summary.denied,
+                if summary.frozen { ", FROZEN" } else { "" }
+            );
+            for h in held {
+                println!(
+                    "  #{:<4} {:?} pid {} rule {}: {}  [{} s left]",
+                    h.id,
+                    h.kind,
+                    h.pid,
+                    h.rule,
+                    if h.paths.is_empty()
+                        || matches!(h.kind, agent_sandbox_tui::proto::HeldKind::Exec)
+                    {
+                        h.command.join(" ")
+                    } else {
+                        h.paths.join(" -> ")
+                    },
+                    h.timeout_secs
+                );
+            }
+        }
+        return Ok(0);
+    }
+    let (Some(id), Some(word)) = (id, decision) else {
+        bail!("usage: agent-sandbox decide ID allow|allow-session|deny|kill|freeze|thaw");
+    };
+    let Some(decision) = Decision::parse(&word) else {
+        bail!("unknown decision `{word}`: use allow, allow-session, deny, kill, freeze or thaw");
+    };
+    if chosen.len() > 1 {
+        bail!(
+            "{} sessions are running ({}): name one with --session",
+            chosen.len(),
+            names(&chosen)
+        );
+    }
+    let (name, path) = &chosen[0];
+    match ask(
+        path,
+        &Request::Decide {
+            id,
+            decision,
+            by: Approver::Decide,
+        },
+    )? {
+        Reply::Done { message } => {
+            println!("{name}: {message}");
+            Ok(0)
+        }
+        Reply::Error { message } => bail!("{name}: {message}"),
+        other => bail!("{name}: unexpected reply {other:?}"),
+    }
+}
+
+fn names(s: &[(String, PathBuf)]) -> String {
+    if s.is_empty() {
+        return "none".into();
+    }
+    s.iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

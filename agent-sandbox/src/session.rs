@@ -22,10 +22,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
+use crate::approval::{self, Broker, BrokerConfig, Cmd, Counters};
 use crate::cgroup::{Cgroup2Mount, SessionCgroup};
+use crate::detect;
 use crate::ebpf::{NetMaps, NetSetup, Observer};
 use crate::events::{self, Clock, Event, EventData, ProcessTable, RuleNames};
 use crate::fanotify::{DenyGlob, FileGuard, FileRuleInfo, Refusal};
+use crate::gate::{self, GateConfig, GateMsg, ListenerCell};
 use crate::launch::{self, ChildSetup, Identity, SpawnError, Step};
 use crate::network::{NetPlan, NetRule};
 use crate::policy::{self, EffectivePolicy, LoadOptions, Source, TrustDecision};
@@ -59,6 +62,9 @@ pub struct RunOptions {
     pub trust_policy: bool,
     /// `--state-dir`: root-owned state (trusted policies, audit logs and their keys).
     pub state_dir: PathBuf,
+    /// Hold destructive actions for approval (seccomp gate). Off only for benchmarks that
+    /// measure observation alone (`--no-gate`).
+    pub gate: bool,
     /// `--strict`: a rule that cannot be installed (a hostname that does not resolve, a glob
     /// of the user's or repository's policy that matches nothing) is fatal.
     pub strict: bool,
@@ -73,6 +79,8 @@ struct Enforcement {
     network: NetPlan,
     file_rules: Vec<FileRuleInfo>,
     deny_globs: Vec<DenyGlob>,
+    detector: detect::Detector,
+    protect: gate::Protect,
 }
 
 /// How the session ended.
@@ -131,6 +139,8 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
     }
     let trust = policy::ensure_trusted(&policy, &opts.state_dir, opts.trust_policy)?;
     let network = policy::network_plan(&policy)?;
+    let detector = detect::detector_for(&policy).context("compiling the [[exec.rule]] rules")?;
+    let protect = gate::Protect::from_policy(&policy)?;
     let mut own: Vec<PathBuf> = policy
         .sources
         .iter()
@@ -188,6 +198,8 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
         network,
         file_rules,
         deny_globs,
+        detector,
+        protect,
     })
 }
 
@@ -262,6 +274,8 @@ fn run_in_cgroup(
         network: mut plan,
         file_rules,
         deny_globs,
+        detector,
+        protect,
     } = enforcement;
     let resolve_interval = Duration::from_secs(policy.resolve_interval_secs.value.max(5));
     if plan.has_hosts() {
@@ -378,6 +392,23 @@ fn run_in_cgroup(
             },
         })
     });
+    let (gate_tx, gate_rx) = tokio::sync::mpsc::unbounded_channel();
+    let shared = Arc::new(std::sync::Mutex::new(gate::Shared::default()));
+    let gate_cfg = opts.gate.then(|| {
+        GateConfig::new(
+            &policy,
+            detector,
+            protect,
+            Arc::clone(&shared),
+            gate_tx.clone(),
+        )
+    });
+    let approval = Approval {
+        gate: gate_cfg,
+        gate_rx,
+        shared,
+        timeout: Duration::from_secs(policy.approval_timeout_secs.value.max(1)),
+    };
     let (exit_code, mut sink) = rt.block_on(supervise(
         opts,
         (identity, env),
@@ -387,6 +418,7 @@ fn run_in_cgroup(
         (out, audit),
         rules,
         (start_extra, trust_record),
+        approval,
     ))?;
     guard.stop();
     if let Some(task) = resolver {
@@ -440,7 +472,8 @@ fn run_in_cgroup(
     Ok(Outcome { exit_code })
 }
 
-fn now_rfc3339() -> String {
+/// The current time, RFC 3339 in UTC with microseconds.
+pub(crate) fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -530,6 +563,15 @@ impl RuleNames for SessionRules {
     }
 }
 
+/// The approval side of a session, prepared before it starts.
+struct Approval {
+    /// The gate, unless `--no-gate`.
+    gate: Option<GateConfig>,
+    gate_rx: UnboundedReceiver<GateMsg>,
+    shared: Arc<std::sync::Mutex<gate::Shared>>,
+    timeout: Duration,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
     opts: &RunOptions,
@@ -540,9 +582,15 @@ async fn supervise(
     (out, audit): (Option<Box<dyn io::Write + Send>>, AuditWriter),
     rules: Arc<SessionRules>,
     (start_extra, trust_record): (serde_json::Value, Option<serde_json::Value>),
+    approval: Approval,
 ) -> Result<(i32, Sink)> {
     let clock = Clock::now();
+    let counters = Arc::new(Counters::default());
+    let (updates, _) = tokio::sync::broadcast::channel(4096);
+    let (records_tx, records_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut sink = Sink::new(out, clock, rules, audit);
+    sink.updates = Some(updates.clone());
+    sink.counters = Arc::clone(&counters);
     let mut start = json!({
         "kind": "session_start",
         "time": now_rfc3339(),
@@ -561,6 +609,67 @@ async fn supervise(
         sink.audit_record(&t);
     }
 
+    // The approval socket and the broker exist before the agent can be held.
+    let session = cgroup
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (sock, sock_path) = approval::bind(&opts.state_dir, &session).with_context(|| {
+        format!(
+            "creating the approval socket in {}",
+            opts.state_dir.display()
+        )
+    })?;
+    let listener_cell: ListenerCell = Arc::default();
+    let (cmds_tx, cmds_rx) = tokio::sync::mpsc::unbounded_channel::<Cmd>();
+    let (broker_stop, broker_stop_rx) = oneshot::channel();
+    let broker = Broker::new(
+        BrokerConfig {
+            session,
+            command: opts
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            cgroup_dir: cgroup.path().to_path_buf(),
+            cgroup_rel: cgroup.relative().to_string(),
+            timeout: approval.timeout,
+            announce: true,
+        },
+        Arc::clone(&listener_cell),
+        approval.shared,
+        updates.clone(),
+        records_tx.clone(),
+        counters,
+    );
+    let broker = tokio::spawn(broker.run(approval.gate_rx, cmds_rx, broker_stop_rx));
+    let server = tokio::spawn(approval::serve(
+        sock,
+        cgroup.relative().to_string(),
+        cmds_tx,
+        updates.clone(),
+        records_tx,
+    ));
+
+    // The gate thread waits for the listener the agent's first process sends it.
+    let (gate_sock, child_sock) = match approval.gate {
+        Some(_) => {
+            let (a, b) = seqpacket_pair().context("creating the gate's socket pair")?;
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+    let gate_thread = match (approval.gate, gate_sock) {
+        (Some(cfg), Some(sock)) => {
+            let gates_paths = cfg.gates_paths();
+            let (h, stop) = gate::spawn(sock, cfg, Arc::clone(&listener_cell))
+                .context("starting the gate thread")?;
+            Some((h, stop, gates_paths))
+        }
+        _ => None,
+    };
+
     let tty = launch::foreground_tty();
     let setup = ChildSetup {
         cgroup_dir,
@@ -568,6 +677,12 @@ async fn supervise(
         uid: identity.uid,
         gid: identity.gid,
         groups: identity.groups.clone(),
+        gate: match (&gate_thread, &child_sock) {
+            (Some((_, _, paths)), Some(cs)) => {
+                Some((crate::seccomp::Filter::gate(*paths), cs.as_raw_fd()))
+            }
+            _ => None,
+        },
     };
 
     // Signal handlers go in before the child exists, so nothing sent meanwhile kills us.
@@ -579,13 +694,32 @@ async fn supervise(
     let (stop_tx, stop_rx) = oneshot::channel();
     let agent_pid = Arc::clone(&sink.agent_pid);
     let reader_sink = sink;
-    let reader = tokio::spawn(read_events(ring, refusals, reader_sink, stop_rx));
+    let reader = tokio::spawn(read_events(
+        ring,
+        refusals,
+        records_rx,
+        reader_sink,
+        stop_rx,
+    ));
 
     // A name found in no PATH directory fails like exec's ENOENT, through the same report.
+    // The spawn blocks until the agent's exec went through, which the gate may hold for a
+    // human: it must not block the runtime the broker runs on.
     let spawned = match launch::resolve_command(&opts.command[0], &env) {
         None => Err(io::Error::from(io::ErrorKind::NotFound)),
         Some(program) => {
-            launch::spawn(&program, &opts.command, &env, &setup).map_err(|e| match e {
+            let command = opts.command.clone();
+            let env = env.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = launch::spawn(&program, &command, &env, &setup);
+                // Our copy of the child's end: closed so that the gate thread sees EOF if
+                // the child failed before sending the listener.
+                drop(child_sock);
+                r
+            })
+            .await
+            .context("starting the agent")?
+            .map_err(|e| match e {
                 SpawnError::Child {
                     step: Step::Exec,
                     source,
@@ -594,81 +728,113 @@ async fn supervise(
             })
         }
     };
-    let child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = stop_tx.send(());
-            let sink = reader.await.context("event reader task")??;
-            let name = opts.command[0].to_string_lossy();
-            let code = match e.kind() {
-                io::ErrorKind::NotFound => {
-                    eprintln!("agent-sandbox: {name}: command not found");
-                    127
+    let code = 'run: {
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let name = opts.command[0].to_string_lossy();
+                let code = match e.kind() {
+                    io::ErrorKind::NotFound => {
+                        eprintln!("agent-sandbox: {name}: command not found");
+                        127
+                    }
+                    io::ErrorKind::PermissionDenied => {
+                        eprintln!("agent-sandbox: {name}: permission denied");
+                        126
+                    }
+                    _ => {
+                        eprintln!("agent-sandbox: cannot start {name}: {e}");
+                        126
+                    }
+                };
+                if let Some(t) = tty {
+                    launch::reclaim_tty(t);
                 }
-                io::ErrorKind::PermissionDenied => {
-                    eprintln!("agent-sandbox: {name}: permission denied");
-                    126
+                break 'run code;
+            }
+        };
+        let child_pid = child.pid;
+        agent_pid.store(child_pid as u32, Ordering::Release);
+        // SAFETY: the pidfd is owned by the AsyncFd from here on and closed only when it drops.
+        let exited = unsafe { AsyncFd::register_with_interest(child.pidfd, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)
+            .context("watching the agent's pidfd")?;
+
+        let code = loop {
+            let forward = tokio::select! {
+                ready = exited.readable() => {
+                    let _guard = ready.context("waiting for the agent")?;
+                    break launch::reap(exited.get_ref()).context("reaping the agent")?;
                 }
-                _ => {
-                    eprintln!("agent-sandbox: cannot start {name}: {e}");
-                    126
-                }
+                _ = sigint.recv() => libc::SIGINT,
+                _ = sigterm.recv() => libc::SIGTERM,
+                _ = sighup.recv() => libc::SIGHUP,
+                _ = sigwinch.recv() => libc::SIGWINCH,
             };
-            if let Some(t) = tty {
-                launch::reclaim_tty(t);
-            }
-            return Ok((code, sink));
-        }
-    };
-    let child_pid = child.pid;
-    agent_pid.store(child_pid as u32, Ordering::Release);
-    // SAFETY: the pidfd is owned by the AsyncFd from here on and closed only when it drops.
-    let exited = unsafe { AsyncFd::register_with_interest(child.pidfd, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("watching the agent's pidfd")?;
-
-    let code = loop {
-        let forward = tokio::select! {
-            ready = exited.readable() => {
-                let _guard = ready.context("waiting for the agent")?;
-                break launch::reap(exited.get_ref()).context("reaping the agent")?;
-            }
-            _ = sigint.recv() => libc::SIGINT,
-            _ = sigterm.recv() => libc::SIGTERM,
-            _ = sighup.recv() => libc::SIGHUP,
-            _ = sigwinch.recv() => libc::SIGWINCH,
+            // SAFETY: pidfd_send_signal to our own unreaped child; the pidfd cannot refer to a
+            // reused pid.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    exited.get_ref().as_raw_fd(),
+                    forward,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
         };
-        // SAFETY: pidfd_send_signal to our own unreaped child; the pidfd cannot refer to a
-        // reused pid.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                exited.get_ref().as_raw_fd(),
-                forward,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-    };
-    if let Some(t) = tty {
-        launch::reclaim_tty(t);
-    }
-
-    // The main process is gone: give the rest of the tree the grace period, then kill it.
-    if cgroup.populated()? {
-        cgroup.signal_all(libc::SIGTERM)?;
-        let deadline = tokio::time::Instant::now() + opts.grace;
-        while cgroup.populated()? && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        if let Some(t) = tty {
+            launch::reclaim_tty(t);
         }
+
+        // The main process is gone: give the rest of the tree the grace period, then kill it.
         if cgroup.populated()? {
-            cgroup.kill_all()?;
+            cgroup.signal_all(libc::SIGTERM)?;
+            let deadline = tokio::time::Instant::now() + opts.grace;
+            while cgroup.populated()? && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if cgroup.populated()? {
+                cgroup.kill_all()?;
+            }
         }
-    }
+        code
+    };
 
+    let _ = broker_stop.send(());
+    let _ = broker.await;
+    server.abort();
+    let _ = updates.send(Arc::new(agent_sandbox_tui::proto::encode(
+        &agent_sandbox_tui::proto::Update::Ended { exit_code: code },
+    )));
+    let _ = std::fs::remove_file(&sock_path);
+    if let Some((h, stop, _)) = gate_thread {
+        gate::stop(&stop);
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
     let _ = stop_tx.send(());
     let sink = reader.await.context("event reader task")??;
     Ok((code, sink))
+}
+
+/// A close-on-exec SOCK_SEQPACKET pair.
+fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::fd::FromRawFd as _;
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two new descriptors into our array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both were just created and are owned only here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Consumes decoded events: counts, process tree, exec pairing, JSON output.
@@ -689,6 +855,10 @@ pub struct Sink {
     counts_refused_files: u64,
     audit: Option<AuditWriter>,
     audit_failures: u64,
+    /// Approvers' live feed, when any is subscribed.
+    updates: Option<tokio::sync::broadcast::Sender<Arc<Vec<u8>>>>,
+    /// Totals approvers see.
+    counters: Arc<Counters>,
 }
 
 impl Sink {
@@ -711,6 +881,25 @@ impl Sink {
             counts_refused_files: 0,
             audit: Some(audit),
             audit_failures: 0,
+            updates: None,
+            counters: Arc::default(),
+        }
+    }
+
+    /// A record from the approval side (held, decision, refused by the gate, freeze):
+    /// written to the events file, the audit log and the approvers' feed.
+    fn record(&mut self, v: &serde_json::Value) -> Result<()> {
+        self.audit_record(v);
+        self.feed(v);
+        self.write_record(v)
+    }
+
+    /// Sends a record to subscribed approvers.
+    fn feed(&self, v: &serde_json::Value) {
+        if let Some(u) = self.updates.as_ref().filter(|u| u.receiver_count() > 0) {
+            let _ = u.send(Arc::new(agent_sandbox_tui::proto::encode(
+                &agent_sandbox_tui::proto::Update::Event { event: v.clone() },
+            )));
         }
     }
 
@@ -745,6 +934,12 @@ impl Sink {
             }
         };
         self.counts[ev.kind as usize] += 1;
+        self.counters.events.fetch_add(1, Ordering::Relaxed);
+        if ev.kind == EventKind::NetRefused {
+            self.counters
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.table.observe(&ev);
         match ev.data {
             EventData::Exec { .. } => {
@@ -808,12 +1003,17 @@ impl Sink {
             ev.kind,
             EventKind::Exec | EventKind::ExecResult | EventKind::NetRefused
         );
-        if self.out.is_some() || audited {
+        let feeding = self
+            .updates
+            .as_ref()
+            .is_some_and(|u| u.receiver_count() > 0);
+        if self.out.is_some() || audited || feeding {
             let v = events::to_json(ev, &self.table, &self.clock, &*self.rules);
             self.write_record(&v)?;
             if audited {
                 self.audit_record(&v);
             }
+            self.feed(&v);
         }
         Ok(())
     }
@@ -850,6 +1050,7 @@ impl Sink {
             why.as_ref().map(|w| format!(": {w}")).unwrap_or_default()
         );
         self.counts_refused_files += 1;
+        self.counters.files_refused.fetch_add(1, Ordering::Relaxed);
         let pid = r.pid as u32;
         let rec = json!({
             "kind": "file_refused",
@@ -860,8 +1061,7 @@ impl Sink {
             "ancestry": self.table.ancestry(pid),
             "fields": {"rule": id, "why": why, "path": r.path},
         });
-        self.audit_record(&rec);
-        self.write_record(&rec)
+        self.record(&rec)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -892,6 +1092,7 @@ impl Sink {
 async fn read_events(
     ring: RingBuf<MapData>,
     mut refusals: UnboundedReceiver<Refusal>,
+    mut records: UnboundedReceiver<serde_json::Value>,
     mut sink: Sink,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<Sink> {
@@ -914,7 +1115,14 @@ async fn read_events(
                 sink.file_refused(&r)?;
                 false
             }
+            Some(rec) = records.recv() => {
+                sink.record(&rec)?;
+                false
+            }
         };
+        while let Ok(rec) = records.try_recv() {
+            sink.record(&rec)?;
+        }
         while let Ok(r) = refusals.try_recv() {
             sink.file_refused(&r)?;
         }

@@ -1,0 +1,867 @@
+//! The gate: what the supervisor answers to each seccomp notification.
+//!
+//! An `execve` is classified by the destructive-command detector (built-in packs plus the
+//! policy's `[[exec.rule]]`s); a deletion, rename or truncating open is checked against the
+//! policy's `[[files.protect]]` globs. What is allowed is answered at once on the gate's own
+//! thread, so the agent's ordinary execs never wait for anything else. A `deny` is refused at
+//! once with EPERM and a line on the process's stderr; an `ask` is handed to the
+//! [`crate::approval`] broker and the task stays held in the kernel until a human (or the
+//! timeout) decides.
+//!
+//! Limits: the task's memory is read before the decision and the kernel reads it again when
+//! the call proceeds (`seccomp_unotify(2)`); another thread of the same process could change
+//! the arguments in between. The eBPF exec record shows what actually ran.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStringExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agent_sandbox_tui::proto::{Ancestor, HeldKind};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::detect::{self, CommandContext, Detector};
+use crate::policy::{EffectivePolicy, ProtectAction};
+use crate::seccomp::{self, Listener, Notif};
+
+/// Bounds on what is read from a task's memory per exec (the kernel's own limits are larger:
+/// a command over these is held for a human rather than classified on a part of it).
+const MAX_ARGS: usize = 32 * 1024;
+/// Total bytes of argv (and of the environment, when read).
+const MAX_ARG_BYTES: usize = 4 * 1024 * 1024;
+/// One path.
+const MAX_PATH: usize = 4096;
+/// Ancestry shown for a held action.
+const MAX_ANCESTRY: usize = 16;
+
+/// One `[[files.protect]]` rule, compiled.
+struct ProtectRule {
+    id: String,
+    why: String,
+    action: ProtectAction,
+    origin: String,
+    set: GlobSet,
+    /// The literal directories the globs start from: deleting or renaming one of them (or an
+    /// ancestor) takes the protected files with it.
+    bases: Vec<PathBuf>,
+}
+
+/// The policy's protected paths.
+pub struct Protect {
+    rules: Vec<ProtectRule>,
+}
+
+/// Why the protected paths could not be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("files.protect rule {rule}: glob {glob}: {source}")]
+pub struct ProtectError {
+    rule: String,
+    glob: String,
+    #[source]
+    source: globset::Error,
+}
+
+impl Protect {
+    /// Compiles the effective policy's `[[files.protect]]` rules.
+    pub fn from_policy(policy: &EffectivePolicy) -> Result<Protect, ProtectError> {
+        let mut rules = Vec::new();
+        for r in &policy.protect {
+            let mut b = GlobSetBuilder::new();
+            let mut bases = Vec::new();
+            for g in &r.paths {
+                let glob = policy.resolve(g);
+                let compiled = GlobBuilder::new(&glob)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|source| ProtectError {
+                        rule: r.meta.id.clone(),
+                        glob: glob.clone(),
+                        source,
+                    })?;
+                b.add(compiled);
+                bases.push(crate::fanotify::literal_base(&glob).0);
+            }
+            rules.push(ProtectRule {
+                id: r.meta.id.clone(),
+                why: r.meta.why.clone().unwrap_or_default(),
+                action: r.action,
+                origin: r.meta.origin.to_string(),
+                set: b.build().map_err(|source| ProtectError {
+                    rule: r.meta.id.clone(),
+                    glob: String::new(),
+                    source,
+                })?,
+                bases,
+            });
+        }
+        Ok(Protect { rules })
+    }
+
+    /// Whether any rule exists (otherwise the filter leaves path calls in the kernel).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The first rule protecting `path`: a glob matches it, or (`whole_tree`: rmdir, rename)
+    /// it is one of the protected trees' roots or an ancestor of one.
+    fn check(&self, path: &Path, whole_tree: bool) -> Option<usize> {
+        self.rules.iter().position(|r| {
+            r.set.is_match(path) || (whole_tree && r.bases.iter().any(|b| b.starts_with(path)))
+        })
+    }
+}
+
+/// A process, identified safely against pid reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcKey {
+    /// Thread-group id.
+    pub tgid: u32,
+    /// Start time in clock ticks after boot (`/proc/PID/stat` field 22).
+    pub start: u64,
+}
+
+/// What a decided hold leaves behind for the process that made it.
+#[derive(Debug, Clone)]
+enum Grant {
+    /// An approved command: it and what it starts run without further holds.
+    Everything,
+    /// An approved or refused deletion: later calls under the same rule get the same answer.
+    Rule { rule: String, allow: bool },
+}
+
+/// State the gate thread and the broker share.
+#[derive(Default)]
+pub struct Shared {
+    /// Rules a human allowed for the rest of the session.
+    session_allowed: HashSet<String>,
+    grants: HashMap<ProcKey, Vec<Grant>>,
+}
+
+impl Shared {
+    /// Allows `rule` for the rest of the session.
+    pub fn allow_rule(&mut self, rule: &str) {
+        self.session_allowed.insert(rule.to_string());
+    }
+
+    /// Records the decision for a held action of `proc`.
+    pub fn grant(&mut self, proc: ProcKey, kind: HeldKind, rule: &str, allow: bool) {
+        let g = match kind {
+            HeldKind::Exec if allow => Grant::Everything,
+            HeldKind::Exec | HeldKind::MassDelete => return,
+            _ => Grant::Rule {
+                rule: rule.to_string(),
+                allow,
+            },
+        };
+        self.grants.entry(proc).or_default().push(g);
+    }
+
+    /// Forgets grants of processes that no longer exist.
+    fn prune(&mut self) {
+        self.grants
+            .retain(|k, _| proc_key(k.tgid).as_ref() == Some(k));
+    }
+
+    /// The standing answer for `rule` in the process chain `chain` (the process first), if any.
+    fn standing(&self, chain: &[ProcKey], rule: &str) -> Option<bool> {
+        if self.session_allowed.contains(rule) {
+            return Some(true);
+        }
+        for (depth, k) in chain.iter().enumerate() {
+            for g in self.grants.get(k).into_iter().flatten() {
+                match g {
+                    Grant::Everything => return Some(true),
+                    // A deletion grant is the process's own, not its children's.
+                    Grant::Rule { rule: r, allow } if depth == 0 && r == rule => {
+                        return Some(*allow);
+                    }
+                    Grant::Rule { .. } => {}
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A held action, handed to the broker with everything approvers are shown.
+#[derive(Debug)]
+pub struct HoldRequest {
+    /// The notification to answer.
+    pub notif: u64,
+    /// The process.
+    pub proc: ProcKey,
+    /// The waiting thread.
+    pub tid: u32,
+    /// Kind of action.
+    pub kind: HeldKind,
+    /// The command (exec's argv, or the process's command line).
+    pub command: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// Paths involved.
+    pub paths: Vec<String>,
+    /// Ancestry, the process first.
+    pub ancestry: Vec<Ancestor>,
+    /// The rule.
+    pub rule: String,
+    /// Its explanation.
+    pub why: String,
+    /// Severity, when the rule has one.
+    pub severity: Option<String>,
+    /// Where the rule comes from.
+    pub origin: String,
+}
+
+/// What the gate tells the rest of the supervisor.
+#[derive(Debug)]
+pub enum GateMsg {
+    /// Hold this for a human.
+    Hold(HoldRequest),
+    /// Refused at once by a deny rule (or because it could not be inspected): a record.
+    Refused(serde_json::Value),
+}
+
+/// The gate's configuration and state, moved onto its thread by [`spawn`].
+pub struct Gate {
+    listener: Arc<Listener>,
+    detector: Detector,
+    protect: Protect,
+    /// `[[exec.rule]]` ids and where they are written.
+    exec_origins: HashMap<String, String>,
+    workspace: PathBuf,
+    home: PathBuf,
+    shared: Arc<Mutex<Shared>>,
+    out: UnboundedSender<GateMsg>,
+    /// The supervisor's pid: where ancestry stops.
+    supervisor: u32,
+}
+
+/// Locks the shared state; a panic elsewhere must not open the gate, so a poisoned lock is
+/// still used (its data is only sets and maps).
+pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Gate {
+    fn new(listener: Arc<Listener>, cfg: GateConfig) -> Gate {
+        Gate {
+            listener,
+            detector: cfg.detector,
+            protect: cfg.protect,
+            exec_origins: cfg.exec_origins,
+            workspace: cfg.workspace,
+            home: cfg.home,
+            shared: cfg.shared,
+            out: cfg.out,
+            supervisor: std::process::id(),
+        }
+    }
+
+    /// Answers notifications until the tree is gone (the listener hangs up) or `stop` becomes
+    /// readable. Runs on its own thread.
+    pub fn run(self, stop: OwnedFd) {
+        let mut handled: u64 = 0;
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.listener.raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: stop.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: poll on two descriptors we own, in an array we own.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if r < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                eprintln!("agent-sandbox: gate: poll: {}", io::Error::last_os_error());
+                return;
+            }
+            if fds[1].revents != 0 {
+                return;
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                match self.listener.recv() {
+                    Ok(Some(n)) => self.handle(&n),
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("agent-sandbox: gate: receiving a notification: {e}");
+                        return;
+                    }
+                }
+                handled += 1;
+                if handled.is_multiple_of(4096) {
+                    lock(&self.shared).prune();
+                }
+            } else if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                // Every process that had the filter is gone.
+                return;
+            }
+        }
+    }
+
+    fn handle(&self, n: &Notif) {
+        let result = if n.nr == libc::SYS_execve || n.nr == libc::SYS_execveat {
+            self.on_exec(n)
+        } else {
+            self.on_path(n)
+        };
+        if let Err(e) = result {
+            // The task's memory could not be read: the kernel would fail the call the same
+            // way when it read the same pointers, so failing it here changes nothing for a
+            // well-behaved program and never lets an unread call through.
+            let errno = e.raw_os_error().unwrap_or(libc::EFAULT);
+            let _ = self.listener.fail(n.id, errno);
+        }
+    }
+
+    fn on_exec(&self, n: &Notif) -> io::Result<()> {
+        let (dirfd, path, argv, envp) = if n.nr == libc::SYS_execve {
+            (libc::AT_FDCWD, n.args[0], n.args[1], n.args[2])
+        } else {
+            (n.args[0] as i32, n.args[1], n.args[2], n.args[3])
+        };
+        let filename = lossy(seccomp::read_cstr(n.pid, path, MAX_PATH)?);
+        let Some(argv) = read_strings(n.pid, argv)? else {
+            return self.too_big(n, filename);
+        };
+        // The detector only needs the environment to expand `$VAR` in shell code.
+        let env: Vec<(String, String)> = if argv.iter().any(|a| a.contains('$')) {
+            match read_strings(n.pid, envp)? {
+                Some(e) => e
+                    .into_iter()
+                    .filter_map(|kv| {
+                        kv.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                    })
+                    .collect(),
+                None => return self.too_big(n, filename),
+            }
+        } else {
+            Vec::new()
+        };
+        let cwd = proc_cwd(n.pid);
+        if !self.listener.id_valid(n.id) {
+            return Ok(());
+        }
+        let argv = if argv.is_empty() {
+            vec![filename.clone()]
+        } else {
+            argv
+        };
+        let verdict = self.detector.classify(&CommandContext {
+            argv: &argv,
+            cwd: &cwd,
+            env: &env,
+            workspace: Some(&self.workspace),
+            home: Some(&self.home),
+        });
+        if verdict.action == detect::Action::Allow {
+            return self.listener.allow(n.id);
+        }
+        let rule = verdict.rule_id.clone().unwrap_or_else(|| "exec".into());
+        let origin = self
+            .exec_origins
+            .get(&rule)
+            .cloned()
+            .unwrap_or_else(|| "built-in detector rules".into());
+        let _ = dirfd;
+        self.decide(
+            n,
+            HoldRequest {
+                notif: n.id,
+                proc: ProcKey { tgid: 0, start: 0 },
+                tid: n.pid,
+                kind: HeldKind::Exec,
+                command: argv,
+                cwd: cwd.to_string_lossy().into_owned(),
+                paths: vec![filename],
+                ancestry: Vec::new(),
+                rule,
+                why: verdict.explanation,
+                severity: verdict.severity.map(|s| s.to_string()),
+                origin,
+            },
+            verdict.action == detect::Action::Deny,
+        )
+    }
+
+    /// An exec whose arguments exceed what the gate reads is held for a human.
+    fn too_big(&self, n: &Notif, filename: String) -> io::Result<()> {
+        let cwd = proc_cwd(n.pid);
+        self.decide(
+            n,
+            HoldRequest {
+                notif: n.id,
+                proc: ProcKey { tgid: 0, start: 0 },
+                tid: n.pid,
+                kind: HeldKind::Exec,
+                command: vec![filename.clone(), "…".into()],
+                cwd: cwd.to_string_lossy().into_owned(),
+                paths: vec![filename],
+                ancestry: Vec::new(),
+                rule: "gate.too-long".into(),
+                why: format!(
+                    "the command's arguments exceed what the gate inspects ({MAX_ARGS} \
+                     arguments, {} MiB): it could not be classified",
+                    MAX_ARG_BYTES >> 20
+                ),
+                severity: Some("medium".into()),
+                origin: "agent-sandbox".into(),
+            },
+            false,
+        )
+    }
+
+    fn on_path(&self, n: &Notif) -> io::Result<()> {
+        const CWD: i32 = libc::AT_FDCWD;
+        let a = &n.args;
+        let fd = |i: usize| a[i] as i32;
+        // (dirfd, path pointer, whole tree matters, follow a final symlink)
+        let (kind, targets): (HeldKind, Vec<(i32, u64, bool, bool)>) = match n.nr {
+            libc::SYS_unlink => (HeldKind::Delete, vec![(CWD, a[0], false, false)]),
+            libc::SYS_rmdir => (HeldKind::Delete, vec![(CWD, a[0], true, false)]),
+            libc::SYS_unlinkat => {
+                let dir = a[2] as i32 & libc::AT_REMOVEDIR != 0;
+                (HeldKind::Delete, vec![(fd(0), a[1], dir, false)])
+            }
+            libc::SYS_rename => (
+                HeldKind::Rename,
+                vec![(CWD, a[0], true, false), (CWD, a[1], true, false)],
+            ),
+            libc::SYS_renameat | libc::SYS_renameat2 => (
+                HeldKind::Rename,
+                vec![(fd(0), a[1], true, false), (fd(2), a[3], true, false)],
+            ),
+            libc::SYS_creat | libc::SYS_truncate => {
+                (HeldKind::Truncate, vec![(CWD, a[0], false, true)])
+            }
+            libc::SYS_open => (HeldKind::Truncate, vec![(CWD, a[0], false, true)]),
+            libc::SYS_openat => (HeldKind::Truncate, vec![(fd(0), a[1], false, true)]),
+            libc::SYS_openat2 => {
+                let mut how = [0u8; 8];
+                seccomp::read_mem(n.pid, a[2], &mut how)?;
+                if u64::from_ne_bytes(how) & libc::O_TRUNC as u64 == 0 {
+                    return self.listener.allow(n.id);
+                }
+                (HeldKind::Truncate, vec![(fd(0), a[1], false, true)])
+            }
+            _ => return self.listener.allow(n.id),
+        };
+        let mut paths = Vec::new();
+        let mut hit = None;
+        for (dirfd, ptr, tree, follow) in targets {
+            let raw = seccomp::read_cstr(n.pid, ptr, MAX_PATH)?;
+            let Some(p) = resolve(n.pid, dirfd, &raw, follow) else {
+                // The call itself will fail (no such directory).
+                continue;
+            };
+            if hit.is_none() {
+                hit = self.protect.check(&p, tree);
+            }
+            paths.push(p.to_string_lossy().into_owned());
+        }
+        if !self.listener.id_valid(n.id) {
+            return Ok(());
+        }
+        let Some(rule) = hit else {
+            return self.listener.allow(n.id);
+        };
+        let r = &self.protect.rules[rule];
+        let command = proc_cmdline(n.pid);
+        self.decide(
+            n,
+            HoldRequest {
+                notif: n.id,
+                proc: ProcKey { tgid: 0, start: 0 },
+                tid: n.pid,
+                kind,
+                command,
+                cwd: proc_cwd(n.pid).to_string_lossy().into_owned(),
+                paths,
+                ancestry: Vec::new(),
+                rule: r.id.clone(),
+                why: r.why.clone(),
+                severity: None,
+                origin: r.origin.clone(),
+            },
+            r.action == ProtectAction::Deny,
+        )
+    }
+
+    /// The slow path, for a call a rule flagged: standing answers first, then refuse or hold.
+    fn decide(&self, n: &Notif, mut req: HoldRequest, deny: bool) -> io::Result<()> {
+        let chain = proc_chain(n.pid, self.supervisor);
+        let Some(&proc) = chain.first() else {
+            // The process is gone.
+            return Ok(());
+        };
+        req.proc = proc;
+        if !deny {
+            match lock(&self.shared).standing(&chain, &req.rule) {
+                Some(true) => return self.listener.allow(n.id),
+                Some(false) => {
+                    tell(
+                        n.pid,
+                        &format!(
+                            "agent-sandbox: refused {} {}: rule {} — a human denied this \
+                             earlier for this process",
+                            kind_word(req.kind),
+                            shown(&req),
+                            req.rule
+                        ),
+                    );
+                    return self.listener.fail(n.id, libc::EPERM);
+                }
+                None => {}
+            }
+        }
+        req.ancestry = chain
+            .iter()
+            .take(MAX_ANCESTRY)
+            .map(|k| Ancestor {
+                pid: k.tgid,
+                cmdline: {
+                    let c = proc_cmdline(k.tgid).join(" ");
+                    if c.is_empty() { proc_comm(k.tgid) } else { c }
+                },
+            })
+            .collect();
+        if deny {
+            tell(
+                n.pid,
+                &format!(
+                    "agent-sandbox: refused {} {}: rule {}{}",
+                    kind_word(req.kind),
+                    shown(&req),
+                    req.rule,
+                    if req.why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", req.why)
+                    }
+                ),
+            );
+            let record = serde_json::json!({
+                "kind": "gate_refused",
+                "time": crate::session::now_rfc3339(),
+                "pid": req.proc.tgid,
+                "fields": {
+                    "action": kind_word(req.kind),
+                    "command": req.command,
+                    "cwd": req.cwd,
+                    "paths": req.paths,
+                    "rule": req.rule,
+                    "why": req.why,
+                    "origin": req.origin,
+                    "ancestry": req.ancestry.iter().map(|a| a.pid).collect::<Vec<_>>(),
+                },
+            });
+            let _ = self.out.send(GateMsg::Refused(record));
+            return self.listener.fail(n.id, libc::EPERM);
+        }
+        if self.out.send(GateMsg::Hold(req)).is_err() {
+            // Nobody can decide any more: fail closed.
+            return self.listener.fail(n.id, libc::EPERM);
+        }
+        Ok(())
+    }
+}
+
+/// What the gate is built from.
+pub struct GateConfig {
+    detector: Detector,
+    protect: Protect,
+    exec_origins: HashMap<String, String>,
+    workspace: PathBuf,
+    home: PathBuf,
+    shared: Arc<Mutex<Shared>>,
+    out: UnboundedSender<GateMsg>,
+}
+
+impl GateConfig {
+    /// The gate for `policy`: `detector` classifies execs, `protect` gates path calls, holds
+    /// and refusals go to `out`, standing decisions are read from `shared`.
+    pub fn new(
+        policy: &EffectivePolicy,
+        detector: Detector,
+        protect: Protect,
+        shared: Arc<Mutex<Shared>>,
+        out: UnboundedSender<GateMsg>,
+    ) -> Self {
+        GateConfig {
+            detector,
+            protect,
+            exec_origins: policy
+                .exec
+                .iter()
+                .map(|r| (r.meta.id.clone(), r.meta.origin.to_string()))
+                .collect(),
+            workspace: policy.workspace.clone(),
+            home: policy.home.clone(),
+            shared,
+            out,
+        }
+    }
+
+    /// Whether path calls need to leave the kernel at all.
+    pub fn gates_paths(&self) -> bool {
+        !self.protect.is_empty()
+    }
+}
+
+/// The listener, once the agent's first process has handed it over.
+pub type ListenerCell = Arc<std::sync::OnceLock<Arc<Listener>>>;
+
+/// Starts the gate on its own thread: it first receives the listener fd on `sock` (sent by
+/// the agent's process before its exec), publishes it in `cell` for the broker, then answers
+/// notifications. Writing to the returned eventfd stops it.
+pub fn spawn(
+    sock: OwnedFd,
+    cfg: GateConfig,
+    cell: ListenerCell,
+) -> io::Result<(std::thread::JoinHandle<()>, OwnedFd)> {
+    // SAFETY: eventfd returns a new descriptor or -1.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if efd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created, owned here.
+    let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+    let theirs = efd.try_clone()?;
+    let handle = std::thread::Builder::new()
+        .name("gate".into())
+        .spawn(move || {
+            let fd = match seccomp::recv_fd(&sock) {
+                Ok(fd) => fd,
+                // The agent's process failed before installing the filter: it reports why.
+                Err(_) => return,
+            };
+            drop(sock);
+            let listener = Arc::new(Listener::new(fd));
+            let _ = cell.set(Arc::clone(&listener));
+            Gate::new(listener, cfg).run(theirs)
+        })?;
+    Ok((handle, efd))
+}
+
+/// Wakes the gate thread so that it returns.
+pub fn stop(efd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writing 8 bytes to an eventfd we own.
+    unsafe { libc::write(efd.as_raw_fd(), (&raw const one).cast(), 8) };
+}
+
+/// The word for an action in messages.
+pub fn kind_word(kind: HeldKind) -> &'static str {
+    match kind {
+        HeldKind::Exec => "exec of",
+        HeldKind::Delete => "deletion of",
+        HeldKind::Rename => "rename of",
+        HeldKind::Truncate => "overwrite of",
+        HeldKind::MassDelete => "mass deletion by",
+    }
+}
+
+/// The command or path a message names.
+pub fn shown(req: &HoldRequest) -> String {
+    match req.kind {
+        HeldKind::Exec => format!("`{}`", req.command.join(" ")),
+        _ => req.paths.join(" -> "),
+    }
+}
+
+/// Writes one line to the stderr of process `pid`, without blocking and only if its fd 2
+/// was opened for writing (the descriptor itself is duplicated, never reopened by path: a
+/// read-only fd 2 pointing at some file stays untouched).
+pub fn tell(pid: u32, line: &str) {
+    // SAFETY: pidfd_open/pidfd_getfd return new descriptors or -1; poll and write act on the
+    // descriptor we own and a buffer we own.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0);
+        if pidfd < 0 {
+            return;
+        }
+        let pidfd = OwnedFd::from_raw_fd(pidfd as i32);
+        let fd = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), 2, 0);
+        if fd < 0 {
+            return;
+        }
+        let fd = OwnedFd::from_raw_fd(fd as i32);
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        if libc::poll(&mut p, 1, 0) != 1 || p.revents & libc::POLLOUT == 0 {
+            return;
+        }
+        let mut msg = line.as_bytes().to_vec();
+        msg.push(b'\n');
+        libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+    }
+}
+
+fn lossy(b: Vec<u8>) -> String {
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Reads a NULL-terminated string array (argv, envp) of `pid`; `None` when over the bounds.
+fn read_strings(pid: u32, addr: u64) -> io::Result<Option<Vec<String>>> {
+    let Some(ptrs) = seccomp::read_ptrs(pid, addr, MAX_ARGS)? else {
+        return Ok(None);
+    };
+    let mut total = 0;
+    let mut out = Vec::with_capacity(ptrs.len());
+    for p in ptrs {
+        let s = match seccomp::read_cstr(pid, p, MAX_ARG_BYTES - total) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        total += s.len() + 1;
+        out.push(lossy(s));
+    }
+    Ok(Some(out))
+}
+
+/// Resolves a path argument as the kernel will: relative to `dirfd` or the cwd, through the
+/// process's root; the parent directory canonical, the final component followed only when
+/// `follow`. `None` when the parent does not exist.
+fn resolve(pid: u32, dirfd: i32, raw: &[u8], follow: bool) -> Option<PathBuf> {
+    if raw.is_empty() {
+        return None;
+    }
+    let rel = PathBuf::from(OsString::from_vec(raw.to_vec()));
+    let full = if rel.is_absolute() {
+        PathBuf::from(format!("/proc/{pid}/root")).join(rel.strip_prefix("/").ok()?)
+    } else if dirfd == libc::AT_FDCWD {
+        PathBuf::from(format!("/proc/{pid}/cwd")).join(&rel)
+    } else {
+        PathBuf::from(format!("/proc/{pid}/fd/{dirfd}")).join(&rel)
+    };
+    let name = full.file_name().map(|n| n.to_os_string());
+    match name {
+        Some(name) if name != ".." => {
+            let parent = std::fs::canonicalize(full.parent()?).ok()?;
+            let p = parent.join(name);
+            if follow {
+                Some(std::fs::canonicalize(&p).unwrap_or(p))
+            } else {
+                Some(p)
+            }
+        }
+        _ => std::fs::canonicalize(&full).ok(),
+    }
+}
+
+/// `(tgid, start time)` of the process a thread belongs to.
+fn proc_key(tid: u32) -> Option<ProcKey> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let (_, start) = stat_fields(tgid)?;
+    Some(ProcKey { tgid, start })
+}
+
+/// `(ppid, start time)` from `/proc/PID/stat` (after the parenthesised comm, which may hold
+/// spaces and parentheses itself).
+fn stat_fields(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // rest starts at field 3 (state): ppid is field 4, starttime field 22.
+    Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
+}
+
+/// The process of thread `tid` and its ancestors, up to (not including) `stop` or init.
+fn proc_chain(tid: u32, stop: u32) -> Vec<ProcKey> {
+    let mut out = Vec::new();
+    let Some(first) = proc_key(tid) else {
+        return out;
+    };
+    let mut pid = first.tgid;
+    out.push(first);
+    while out.len() < 64 {
+        let Some((ppid, _)) = stat_fields(pid) else {
+            break;
+        };
+        if ppid <= 1 || ppid == stop {
+            break;
+        }
+        let Some((_, start)) = stat_fields(ppid) else {
+            break;
+        };
+        out.push(ProcKey { tgid: ppid, start });
+        pid = ppid;
+    }
+    out
+}
+
+fn proc_cwd(pid: u32) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| PathBuf::from("?"))
+}
+
+fn proc_cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn proc_comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_keys_and_chains_of_this_process() {
+        let me = std::process::id();
+        let k = proc_key(me).unwrap();
+        assert_eq!(k.tgid, me);
+        assert!(k.start > 0);
+        let chain = proc_chain(me, 0);
+        assert_eq!(chain.first(), Some(&k));
+        assert!(chain.len() >= 2, "the test runner has a parent: {chain:?}");
+    }
+
+    #[test]
+    fn grants_cover_descendants_only_for_approved_commands() {
+        let (a, b) = (
+            ProcKey { tgid: 10, start: 1 },
+            ProcKey { tgid: 11, start: 2 },
+        );
+        let mut s = Shared::default();
+        s.grant(a, HeldKind::Delete, "backups", false);
+        assert_eq!(s.standing(&[a], "backups"), Some(false));
+        assert_eq!(s.standing(&[b, a], "backups"), None, "not inherited");
+        assert_eq!(s.standing(&[a], "other"), None);
+        s.grant(a, HeldKind::Exec, "rm.recursive", true);
+        assert_eq!(s.standing(&[b, a], "backups"), Some(true));
+        s.allow_rule("x");
+        assert_eq!(s.standing(&[], "x"), Some(true));
+    }
+}
