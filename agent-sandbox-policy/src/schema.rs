@@ -1185,13 +1185,40 @@ impl Parser<'_> {
 
     fn exec(&mut self, raw: RawExec, span: &Span, ctx: &str) -> Option<ExecRule> {
         let meta = self.meta(&raw.id, raw.why, span);
-        let pattern = self.pattern(&raw.pattern, ctx);
+        let pattern = self
+            .pattern(&raw.pattern, ctx)
+            .and_then(|p| self.command_pattern(&raw.pattern, p, ctx));
         Some(ExecRule {
             meta: meta?,
             action: raw.action,
             severity: raw.severity,
             pattern: pattern?,
         })
+    }
+
+    /// A command pattern is shell-split into words (each a glob); `...` may only end it.
+    fn command_pattern(&mut self, at: &Spanned<String>, p: String, ctx: &str) -> Option<String> {
+        let Some(words) = shlex::split(&p) else {
+            self.error(
+                &at.span(),
+                format!("`match` in {ctx} has an unbalanced quote: close every ' and \""),
+                None,
+            );
+            return None;
+        };
+        if let Some(i) = words.iter().position(|w| w == "...")
+            && i + 1 != words.len()
+        {
+            self.error(
+                &at.span(),
+                format!(
+                    "`match` in {ctx}: `...` (any further arguments) may only be the last word"
+                ),
+                Some(format!("match = \"{}\"", words[..i].join(" ") + " ...")),
+            );
+            return None;
+        }
+        Some(p)
     }
 
     fn sql(&mut self, raw: RawSql, span: &Span, ctx: &str) -> Option<SqlRule> {
@@ -1506,6 +1533,17 @@ mod tests {
         assert_eq!(f.protect[0].action, ProtectAction::Deny);
         assert_eq!(f.exec[0].severity, Some(Severity::Critical));
         assert_eq!(f.exec[0].pattern, "terraform destroy*");
+        for (bad, what) in [
+            ("rm 'oops", "unbalanced quote"),
+            ("rm ... -rf", "may only be the last word"),
+        ] {
+            let text = format!("[[exec.rule]]\nid = \"x\"\naction = \"ask\"\nmatch = \"{bad}\"\n");
+            let diags =
+                PolicyFile::parse(&text, Source::Repository("p.toml".into())).expect_err(bad);
+            let d = diags.iter().find(|d| d.is_error()).expect("an error");
+            let shown = d.to_string();
+            assert!(shown.contains(what) && shown.contains(":4:9"), "{shown}");
+        }
         assert_eq!(f.exec[0].meta.why.as_deref(), Some("destroys infra"));
         assert_eq!(f.env_keep[0].value, "MY_TOKEN");
         assert_eq!(f.rules().len(), 3);

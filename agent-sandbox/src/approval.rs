@@ -207,7 +207,7 @@ impl Broker {
                 },
                 Some(cmd) = cmds.recv() => self.command(cmd),
                 _ = sleep => self.expire(),
-                _ = tick.tick() => {}
+                _ = tick.tick() => self.withdraw_gone(),
                 _ = &mut stop => break,
             }
         }
@@ -395,6 +395,23 @@ impl Broker {
         Ok(())
     }
 
+    /// Drops held actions whose process ended while held (a fatal signal), so that nobody
+    /// is asked about them.
+    fn withdraw_gone(&mut self) {
+        let Some(l) = self.listener.get() else {
+            return;
+        };
+        let gone: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.req.as_ref().is_some_and(|r| !l.id_valid(r.notif)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.resolve(id, Decision::Deny, Approver::Supervisor);
+        }
+    }
+
     fn expire(&mut self) {
         let now = Instant::now();
         let due: Vec<u64> = self
@@ -443,7 +460,7 @@ impl Broker {
                                 "nobody answered within {} s, so it was denied",
                                 self.cfg.timeout.as_secs()
                             ),
-                            Approver::Supervisor => "the session ended".to_string(),
+                            Approver::Supervisor => "the process or the session ended".to_string(),
                             _ => "a human denied it".to_string(),
                         };
                         gate::tell(
@@ -601,9 +618,30 @@ pub fn bind(state_dir: &Path, session: &str) -> std::io::Result<(UnixListener, P
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     let path = dir.join(format!("{session}.sock"));
     let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path)?;
+    let (_dir, short) = short_path(&path)?;
+    let l = UnixListener::bind(&short)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok((l, path))
+}
+
+/// A socket address for `path` that fits in `sun_path` (108 bytes) however deep the state
+/// directory is: `/proc/self/fd/N/NAME`, through an `O_PATH` descriptor of its directory,
+/// which must stay open while the address is used.
+pub fn short_path(path: &Path) -> std::io::Result<(std::fs::File, PathBuf)> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a socket path", path.display()),
+        ));
+    };
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd())).join(name);
+    Ok((d, short))
 }
 
 /// Accepts approvers until the task is dropped.
@@ -743,7 +781,8 @@ pub fn sessions(state_dir: &Path) -> Vec<(String, PathBuf)> {
 /// Sends one request to a session's socket and reads the reply (blocking; for `decide`).
 pub fn request(socket: &Path, req: &Request) -> std::io::Result<Reply> {
     use std::io::{BufRead as _, Write as _};
-    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    let (_dir, short) = short_path(socket)?;
+    let mut s = std::os::unix::net::UnixStream::connect(&short)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.write_all(&proto::encode(req))?;
     let mut line = Vec::new();

@@ -158,17 +158,26 @@ impl ChildSetup {
                 check(Step::Tcsetpgrp, libc::tcsetpgrp(tty, libc::getpid()))?;
                 libc::signal(libc::SIGTTOU, libc::SIG_DFL);
             }
+            // Raw system calls: glibc's setgroups/setgid/setuid broadcast the change to every
+            // thread it believes exists, and in a child cloned from a multi-threaded process
+            // those threads do not exist; glibc would wait for them forever.
             check(
                 Step::Setgroups,
-                libc::setgroups(self.groups.len(), self.groups.as_ptr()),
+                libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) as i32,
             )?;
-            check(Step::Setgid, libc::setgid(self.gid))?;
-            check(Step::Setuid, libc::setuid(self.uid))?;
+            check(
+                Step::Setgid,
+                libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) as i32,
+            )?;
+            check(
+                Step::Setuid,
+                libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) as i32,
+            )?;
             check(
                 Step::NoNewPrivs,
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
             )?;
-            if self.uid != 0 && libc::setuid(0) == 0 {
+            if self.uid != 0 && libc::syscall(libc::SYS_setresuid, 0, 0, 0) == 0 {
                 // Dropping privileges must be irreversible; refuse to exec otherwise.
                 return Err((Step::Setuid, libc::EPERM));
             }

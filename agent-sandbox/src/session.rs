@@ -155,6 +155,14 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
         .mode(0o700)
         .create(&opts.state_dir)
         .with_context(|| format!("creating {}", opts.state_dir.display()))?;
+    // The approval sockets' directory too: a directory created after the marks are placed
+    // would not be watched.
+    let sockets = approval::socket_dir(&opts.state_dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&sockets)
+        .with_context(|| format!("creating {}", sockets.display()))?;
     own.push(opts.state_dir.clone());
     if let Some(ev) = opts.events.as_ref().filter(|p| p.as_os_str() != "-") {
         own.push(std::path::absolute(ev).unwrap_or_else(|_| ev.clone()));

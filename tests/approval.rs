@@ -1,0 +1,624 @@
+//! End-to-end tests of the gate and the broker (issue 4): destructive actions by real programs
+//! are held in the kernel until `agent-sandbox decide` answers; on deny the directory, the
+//! remote ref and the table are intact, on allow the action completes; the sandbox cannot
+//! approve its own request or release a held process.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A workspace with protected trees, a state directory and a session started in it.
+struct Session {
+    s: Scratch,
+    ws: PathBuf,
+    state: PathBuf,
+}
+
+const POLICY: &str = r#"
+[[files.protect]]
+id = "backups"
+why = "Backups are the last line of defence."
+paths = ["backups/**"]
+"#;
+
+impl Session {
+    fn new(name: &str, extra_policy: &str) -> Self {
+        require_root();
+        let s = Scratch::new(name);
+        let ws = s.path("ws");
+        let state = s.path("state");
+        fs::create_dir_all(ws.join(".git")).unwrap();
+        fs::create_dir_all(&state).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(ws.join("policy.toml"), format!("{POLICY}{extra_policy}")).unwrap();
+        let me = Session { s, ws, state };
+        me.fill_backups();
+        me
+    }
+
+    fn fill_backups(&self) {
+        let b = self.ws.join("backups/nested");
+        fs::create_dir_all(&b).unwrap();
+        for i in 0..5 {
+            fs::write(self.ws.join(format!("backups/db-{i}.dump")), "dump").unwrap();
+        }
+        fs::write(b.join("deep.dump"), "dump").unwrap();
+        chown_tree(&self.ws);
+    }
+
+    fn backups_intact(&self) -> bool {
+        (0..5).all(|i| self.ws.join(format!("backups/db-{i}.dump")).exists())
+            && self.ws.join("backups/nested/deep.dump").exists()
+    }
+
+    /// Starts `bash SCRIPT` under the sandbox as nobody, in the workspace.
+    fn start(&self, script: &str) -> Child {
+        let path = self.s.path("script.sh");
+        fs::write(&path, script).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = Command::new(BIN);
+        c.args(["run", "--user", "nobody", "--trust-policy", "--state-dir"])
+            .arg(&self.state)
+            .args(["--", "/bin/bash"])
+            .arg(&path)
+            .current_dir(&self.ws);
+        spawn(c)
+    }
+
+    /// The actions held now (via `decide --list --json`).
+    fn held(&self) -> Vec<Value> {
+        let out = Command::new(BIN)
+            .args(["decide", "--list", "--json", "--state-dir"])
+            .arg(&self.state)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .flat_map(|v| v["held"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// Waits for the next held action of the session `child`; on failure shows its output.
+    fn wait_held(&self, child: Child) -> (Value, Child) {
+        let mut found = None;
+        let pid = child.id();
+        wait_until(Duration::from_secs(20), || {
+            found = self.held().into_iter().next();
+            found.is_some() || !alive(pid)
+        });
+        match found {
+            Some(h) => (h, child),
+            None => {
+                // SAFETY: kill(2) of the supervisor this test started.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                let out = wait_output(child, Duration::from_secs(30));
+                panic!("nothing was held; the session said:\n{}", text(&out));
+            }
+        }
+    }
+
+    fn decide(&self, id: u64, word: &str) -> Output {
+        Command::new(BIN)
+            .args(["decide", &id.to_string(), word, "--state-dir"])
+            .arg(&self.state)
+            .output()
+            .unwrap()
+    }
+
+    /// Answers every hold with `word` until the session ends; returns the holds and the
+    /// session's output.
+    fn answer_all(&self, child: Child, word: &str) -> (Vec<Value>, Output) {
+        let mut holds = Vec::new();
+        let pid = child.id();
+        loop {
+            let mut next = None;
+            wait_until(Duration::from_secs(20), || {
+                next = self.held().into_iter().next();
+                next.is_some() || !alive(pid)
+            });
+            let Some(h) = next else { break };
+            let out = self.decide(h["id"].as_u64().unwrap(), word);
+            assert!(out.status.success(), "decide: {out:?}");
+            holds.push(h);
+            assert!(holds.len() < 20, "too many holds: {holds:#?}");
+        }
+        (holds, wait_output(child, Duration::from_secs(30)))
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        let dir = self.state.join("audit");
+        let log = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .expect("an audit log");
+        read_events(&log)
+    }
+}
+
+fn chown_tree(p: &Path) {
+    let _ = std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY));
+    if p.is_dir() {
+        for e in fs::read_dir(p).unwrap().flatten() {
+            chown_tree(&e.path());
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The thread state letter of `pid` ('S' sleeping, 'R', 'T' stopped...).
+fn state_of(pid: u64) -> Option<char> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit(')').next()?.trim_start().chars().next()
+}
+
+#[test]
+fn deletions_by_every_means_are_held_and_denied_ones_leave_the_tree_intact() {
+    let se = Session::new("gate-deny", "");
+    let py = se.s.path("rmtree.py");
+    fs::write(&py, "import shutil\nshutil.rmtree('backups')\n").unwrap();
+    let script = format!(
+        "bash -c 'rm -rf backups'; echo \"bash-c=$?\"\n\
+         find backups -delete; echo \"find=$?\"\n\
+         find backups -type f | xargs rm -f; echo \"xargs=$?\"\n\
+         cp /bin/rm /tmp/zap-$$ && /tmp/zap-$$ -rf backups; echo \"copied-rm=$?\"\n\
+         python3 {py}; echo \"rmtree=$?\"\n\
+         rm -f /tmp/zap-$$\n",
+        py = py.display()
+    );
+    let (first, child) = se.wait_held(se.start(&script));
+
+    // The first hold: the process waits in the kernel, SIGCONT does not release it, and the
+    // directory is intact while it waits.
+    let pid = first["pid"].as_u64().unwrap();
+    assert_eq!(first["rule"], "fs.rm-recursive-workspace", "{first:#}");
+    assert_eq!(
+        state_of(pid),
+        Some('S'),
+        "held in an interruptible-looking wait"
+    );
+    // SAFETY: signals to a process of the session this test started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGCONT);
+        libc::kill(pid as i32, libc::SIGWINCH);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(pid as u32) && se.backups_intact());
+    assert_eq!(se.held().len(), 1, "still held after SIGCONT");
+
+    let (mut holds, out) = se.answer_all(child, "deny");
+    holds.insert(0, first.clone());
+    let log = text(&out);
+    assert!(se.backups_intact(), "backups damaged:\n{log}");
+    for step in ["bash-c", "find", "xargs", "copied-rm", "rmtree"] {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&format!("{step}=")))
+            .unwrap_or_else(|| panic!("no {step}= line in:\n{log}"));
+        assert_ne!(line, format!("{step}=0"), "{step} succeeded:\n{log}");
+    }
+    // Every means was held, by the detector or by the protected path.
+    let rules: Vec<&str> = holds.iter().filter_map(|h| h["rule"].as_str()).collect();
+    assert!(
+        rules.contains(&"backups"),
+        "the copied rm and rmtree hit the path gate: {rules:?}"
+    );
+    assert!(
+        holds.len() >= 5,
+        "one hold per attempt at least: {holds:#?}"
+    );
+    assert!(
+        log.contains("a human denied it"),
+        "the held process is told why:\n{log}"
+    );
+    // The audit log has each hold and its decision.
+    let audit = se.audit();
+    let held = of_kind(&audit, "held").len();
+    let denied = of_kind(&audit, "decision")
+        .iter()
+        .filter(|d| d["fields"]["decision"] == "deny" && d["fields"]["by"] == "decide")
+        .count();
+    assert!(held >= 5 && denied >= 5, "held {held}, denied {denied}");
+}
+
+#[test]
+fn allowed_actions_complete_and_one_approval_covers_the_whole_command() {
+    let se = Session::new("gate-allow", "");
+    let child = se.start(
+        "cp /bin/rm /tmp/zap-$$ && /tmp/zap-$$ -rf backups/nested; echo \"copied=$?\"\n\
+         rm -f /tmp/zap-$$\n\
+         bash -c 'rm -rf backups'; echo \"bash-c=$?\"\n",
+    );
+    let (holds, out) = se.answer_all(child, "allow");
+    let log = text(&out);
+    assert!(
+        !se.ws.join("backups").exists(),
+        "backups still there:\n{log}"
+    );
+    assert!(
+        log.contains("copied=0") && log.contains("bash-c=0"),
+        "{log}"
+    );
+    // The copied rm is held once (not once per file), and the approved `bash -c` is not held
+    // again for the rm it starts or the files that rm deletes.
+    assert_eq!(holds.len(), 2, "{holds:#?}\n{}", text(&out));
+}
+
+#[test]
+fn allow_session_freeze_and_kill() {
+    let se = Session::new("gate-session", "");
+    let (h, child) = se.wait_held(se.start(
+        "mkdir -p a b; bash -c 'rm -rf a'; echo a=$?; bash -c 'rm -rf b'; echo b=$?\n\
+         bash -c 'rm -rf backups'; echo backups=$?\n",
+    ));
+    assert!(
+        se.decide(h["id"].as_u64().unwrap(), "allow-session")
+            .status
+            .success()
+    );
+    let cg = PathBuf::from(
+        se.audit()
+            .iter()
+            .find(|e| e["kind"] == "session_start")
+            .unwrap()["cgroup"]
+            .as_str()
+            .unwrap(),
+    );
+    // The rule allowed for the session is not asked again; the protected tree is another
+    // rule and is: one more hold, for the first deletion in backups/.
+    let (more, out) = se.answer_all(child, "allow");
+    let log = text(&out);
+    assert!(
+        log.contains("a=0") && log.contains("b=0") && log.contains("backups=0"),
+        "{log}"
+    );
+    assert_eq!(more.len(), 1, "{more:#?}");
+    assert_eq!(more[0]["rule"], "backups");
+    assert!(!se.ws.join("backups").exists());
+    assert!(!cg.exists(), "session cgroup removed");
+
+    // Freeze and kill: a held action, the tree frozen, then killed.
+    se.fill_backups();
+    let (h, child) =
+        se.wait_held(se.start("sleep 1000 & bash -c 'rm -rf backups'; echo after=$?; wait\n"));
+    let id = h["id"].as_u64().unwrap();
+    let cg = PathBuf::from(
+        se.audit()
+            .iter()
+            .rev()
+            .find(|e| e["kind"] == "session_start")
+            .unwrap()["cgroup"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(se.decide(0, "freeze").status.success());
+    assert!(
+        wait_until(Duration::from_secs(5), || fs::read_to_string(
+            cg.join("cgroup.freeze")
+        )
+        .is_ok_and(|f| f.trim() == "1")),
+        "the tree is frozen"
+    );
+    let listed = se.held();
+    assert_eq!(listed.len(), 1, "a freeze keeps the action held");
+    assert!(se.decide(id, "kill").status.success());
+    let out = wait_output(child, Duration::from_secs(30));
+    assert!(!text(&out).contains("after="), "the held shell was killed");
+    assert!(se.backups_intact());
+    assert!(!cg.exists());
+}
+
+#[test]
+fn nobody_answering_means_deny_and_unknown_ids_are_clear_errors() {
+    let se = Session::new("gate-timeout", "\n[approval]\ntimeout_secs = 2\n");
+    let (h, child) = se.wait_held(se.start("bash -c 'rm -rf backups'; echo rc=$?\n"));
+    let bad = se.decide(h["id"].as_u64().unwrap() + 100, "allow");
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("no held action has id"),
+        "{}",
+        text(&bad)
+    );
+    let bad = se.decide(h["id"].as_u64().unwrap(), "perhaps");
+    assert!(!bad.status.success() && text(&bad).contains("unknown decision"));
+    let out = wait_output(child, Duration::from_secs(30));
+    let log = text(&out);
+    assert!(se.backups_intact());
+    assert!(log.contains("nobody answered within 2 s"), "{log}");
+    assert!(log.contains("rc=126"), "{log}");
+    let audit = se.audit();
+    assert!(
+        of_kind(&audit, "decision")
+            .iter()
+            .any(|d| d["fields"]["by"] == "timeout" && d["fields"]["decision"] == "deny")
+    );
+
+    // An [exec] rule with a broken pattern is a line-and-column error.
+    let bad_policy = se.s.path("bad.toml");
+    fs::write(
+        &bad_policy,
+        "[[exec.rule]]\nid = \"x\"\naction = \"ask\"\nmatch = \"rm 'oops\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["policy", "check"])
+        .arg(&bad_policy)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("bad.toml:4:9"), "{}", text(&out));
+}
+
+#[test]
+fn the_sandbox_cannot_approve_its_own_request_or_release_a_held_process() {
+    let se = Session::new("gate-tamper", "");
+    let state = se.state.display().to_string();
+    let py = se.s.path("approve.py");
+    fs::write(
+        &py,
+        "import socket, sys\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         try:\n    s.connect(sys.argv[1])\n    \
+         s.sendall(b'{\"op\":\"decide\",\"id\":1,\"decision\":\"allow\",\"by\":\"decide\"}\\n')\n    \
+         print('REPLY', s.recv(4096).decode().strip())\n\
+         except OSError as e:\n    print('CONNECT-FAILED', e)\n",
+    )
+    .unwrap();
+    let py = py.display();
+    // The agent runs as root here: only the cgroup check keeps it from the socket, not the
+    // directory's mode. It finds its session's socket from its own cgroup's name.
+    let script = format!(
+        "bash -c 'rm -rf backups' & held=$!\n\
+         sleep 1\n\
+         sock={state}/sessions/$(basename $(grep '^0::' /proc/self/cgroup | cut -d: -f3)).sock\n\
+         python3 {py} \"$sock\"\n\
+         kill -STOP $held; kill -CONT $held; kill -WINCH $held; kill -CONT $held\n\
+         echo forged > {state}/sessions/x 2>/dev/null && echo WROTE-STATE\n\
+         sleep 1; ls backups >/dev/null && echo STILL-THERE\n\
+         wait $held; echo held-exit=$?\n"
+    );
+    let path = se.s.path("tamper.sh");
+    fs::write(&path, &script).unwrap();
+    let mut c = Command::new(BIN);
+    c.args(["run", "--user", "root", "--trust-policy", "--state-dir"])
+        .arg(&se.state)
+        .args(["--", "/bin/bash"])
+        .arg(&path)
+        .current_dir(&se.ws)
+        .stdin(Stdio::null());
+    let (h, child) = se.wait_held(spawn(c));
+    // Give the agent's attempts time to run, then check the hold still stands.
+    std::thread::sleep(Duration::from_secs(3));
+    let still: Vec<Value> = se.held();
+    let (_, out) = se.answer_all(child, "deny");
+    let log = text(&out);
+    assert!(
+        log.contains("REPLY") || log.contains("CONNECT-FAILED"),
+        "the approval attempt ran:\n{log}"
+    );
+    assert!(
+        log.contains("refused") || log.contains("CONNECT-FAILED"),
+        "{log}"
+    );
+    assert!(!log.contains("WROTE-STATE"), "{log}");
+    assert!(log.contains("STILL-THERE"), "{log}");
+    assert!(se.backups_intact());
+    assert!(
+        still.iter().any(|s| s["id"] == h["id"]),
+        "the hold stood through the agent's attempts: {still:#?}"
+    );
+    assert!(
+        of_kind(&se.audit(), "approval_refused").len() == 1,
+        "the attempt is in the audit log"
+    );
+}
+
+#[test]
+fn git_force_push_to_a_local_bare_repository_is_held() {
+    let se = Session::new("gate-git", "");
+    let bare = se.s.path("remote.git");
+    let git = |dir: &Path, args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "safe.directory=*"])
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", &se.s.dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    git(
+        &se.s.dir,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    let repo = se.ws.clone();
+    fs::remove_dir_all(repo.join(".git")).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ],
+    );
+    git(&repo, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    git(&repo, &["push", "-q", "origin", "main"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--amend",
+            "--allow-empty",
+            "-m",
+            "rewritten",
+        ],
+    );
+    let before = git(&bare, &["rev-parse", "main"]);
+    chown_tree(&bare);
+    chown_tree(&se.ws);
+    let script = "export HOME=$PWD/..; git -c safe.directory='*' push -q --force origin main; echo push=$?\n";
+    let (holds, out) = se.answer_all(se.start(script), "deny");
+    assert_eq!(git(&bare, &["rev-parse", "main"]), before, "{}", text(&out));
+    assert!(
+        holds
+            .iter()
+            .any(|h| h["rule"].as_str().unwrap_or("").contains("push")),
+        "{holds:#?}"
+    );
+    let (_, out) = se.answer_all(se.start(script), "allow");
+    assert_ne!(git(&bare, &["rev-parse", "main"]), before, "{}", text(&out));
+}
+
+/// A PostgreSQL server of the test's own, on a unix socket in a scratch directory, stopped
+/// (by its pid) when dropped.
+struct Postgres {
+    child: Child,
+    sock: PathBuf,
+}
+
+impl Postgres {
+    fn start(s: &Scratch) -> Postgres {
+        let data = s.path("pgdata");
+        let sock = s.path("pgsock");
+        fs::create_dir_all(&sock).unwrap();
+        chown_tree(&sock);
+        let as_nobody = |args: &[&str]| {
+            let o = Command::new("setpriv")
+                .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{args:?}: {}", text(&o));
+        };
+        as_nobody(&[
+            "initdb",
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-D",
+            data.to_str().unwrap(),
+        ]);
+        let child = Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--",
+                "postgres",
+                "-D",
+            ])
+            .arg(&data)
+            .args([
+                "-k",
+                sock.to_str().unwrap(),
+                "-c",
+                "listen_addresses=",
+                "-p",
+                "5499",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pg = Postgres { child, sock };
+        assert!(
+            wait_until(Duration::from_secs(30), || pg
+                .sql("postgres", "select 1")
+                .is_some()),
+            "postgres did not start"
+        );
+        pg
+    }
+
+    fn sql(&self, db: &str, q: &str) -> Option<String> {
+        let o = Command::new("psql")
+            .args(["-X", "-q", "-t", "-A", "-U", "postgres", "-p", "5499", "-h"])
+            .arg(&self.sock)
+            .args(["-d", db, "-c", q])
+            .output()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SAFETY: SIGINT (fast shutdown) to the server this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn psql_drop_table_and_dropdb_against_a_real_server_are_held() {
+    let se = Session::new("gate-psql", "");
+    let pg = Postgres::start(&se.s);
+    pg.sql("postgres", "create database app")
+        .expect("create db");
+    pg.sql(
+        "app",
+        "create table important(x int); insert into important values (42)",
+    )
+    .expect("create table");
+    let conn = format!("-h {} -p 5499 -U postgres", pg.sock.display());
+    let script = format!(
+        "psql -X {conn} -d app -c 'DROP TABLE important'; echo drop=$?\n\
+         dropdb {conn} app; echo dropdb=$?\n"
+    );
+    let (holds, out) = se.answer_all(se.start(&script), "deny");
+    assert_eq!(
+        pg.sql("app", "select x from important").as_deref(),
+        Some("42"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(holds.len(), 2, "{holds:#?}\n{}", text(&out));
+
+    let (_, out) = se.answer_all(
+        se.start(&format!(
+            "psql -X {conn} -d app -c 'DROP TABLE important'; echo drop=$?\n"
+        )),
+        "allow",
+    );
+    assert!(text(&out).contains("drop=0"), "{}", text(&out));
+    assert_eq!(
+        pg.sql(
+            "app",
+            "select count(*) from pg_tables where tablename='important'"
+        )
+        .as_deref(),
+        Some("0")
+    );
+}
