@@ -21,6 +21,9 @@ pub const MAX_LINE: usize = 16 << 20;
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to a session's approval socket.
+///
+/// After a [`TuiError::Timeout`] a late answer may still arrive on the connection: drop the
+/// client rather than sending another request on it.
 #[derive(Debug)]
 pub struct Client {
     path: PathBuf,

@@ -569,8 +569,13 @@ pub fn event_line(ev: &Value) -> String {
         .get("time")
         .and_then(Value::as_str)
         .map(|t| {
+            // The wall-clock part, without date and zone: `07:42:09.123`.
             let clock = t.split_once('T').map_or(t, |(_, c)| c);
-            clock.chars().take(12).collect::<String>()
+            clock
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || matches!(c, ':' | '.'))
+                .take(12)
+                .collect::<String>()
         })
         .unwrap_or_default();
     let pid = ev
@@ -648,6 +653,7 @@ pub fn event_line(ev: &Value) -> String {
         sanitize(&detail)
     );
     truncate_chars(&mut line, LINE_CHARS);
+    line.truncate(line.trim_end().len());
     line
 }
 
@@ -731,8 +737,8 @@ fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line>, color: Co
         .min(usize::from(area.width)) as u16;
     let height = (lines.len().saturating_add(2)).min(usize::from(area.height)) as u16;
     let rect = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
+        x: area.x.saturating_add((area.width - width) / 2),
+        y: area.y.saturating_add((area.height - height) / 2),
         width,
         height,
     }
