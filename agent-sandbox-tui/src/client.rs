@@ -305,18 +305,17 @@ fn read_bounded_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io
         if available.is_empty() {
             return Ok(total);
         }
-        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (&available[..=i], true),
-            None => (available, false),
+        let (used, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
         };
-        let used = chunk.len();
         if total + used > max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "protocol line too long",
             ));
         }
-        buf.extend_from_slice(chunk);
+        buf.extend_from_slice(available.get(..used).unwrap_or(available));
         r.consume(used);
         total += used;
         if done {
