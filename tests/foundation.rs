@@ -100,7 +100,10 @@ for i in $(seq 1000); do [ -e go ] && break; sleep 0.01; done
     fs::write(s.path("script.sh"), script).expect("write script");
     fs::set_permissions(s.path("script.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
 
-    let child = spawn(sandbox(
+    // The scratch directory is the session's workspace: the script's `rm` of its own file
+    // is then not a deletion outside the workspace, which the gate would hold for a human.
+    fs::create_dir_all(s.path(".git")).expect("mkdir .git");
+    let mut cmd = sandbox(
         &[
             "--user",
             "nobody",
@@ -110,7 +113,9 @@ for i in $(seq 1000); do [ -e go ] && break; sleep 0.01; done
             events_path.to_str().expect("utf8"),
         ],
         &["/bin/bash", s.path("script.sh").to_str().expect("utf8")],
-    ));
+    );
+    cmd.current_dir(&s.dir);
+    let child = spawn(cmd);
 
     // While the session runs, a process outside it opens a marker path: it must not show up.
     assert!(

@@ -291,7 +291,8 @@ fn cstring(s: &std::ffi::OsStr) -> Result<CString, SpawnError> {
     CString::new(s.as_bytes()).map_err(|_| SpawnError::Nul(s.to_owned()))
 }
 
-/// Starts `program` with `argv` and `env` inside the session cgroup, set up by `setup`.
+/// Starts `program` with `argv` and `env` inside the session cgroup, set up by `setup`;
+/// `on_clone` gets the child's pid as soon as it exists, before its exec.
 ///
 /// The child is created directly in the cgroup with `clone3(CLONE_INTO_CGROUP)`: moving a
 /// running process by writing `cgroup.procs` waits for an RCU grace period (about 10 ms here),
@@ -303,6 +304,7 @@ pub fn spawn(
     argv: &[OsString],
     env: &[(OsString, OsString)],
     setup: &ChildSetup,
+    on_clone: &dyn Fn(i32),
 ) -> Result<Child, SpawnError> {
     use std::os::fd::FromRawFd as _;
     use std::os::unix::ffi::OsStrExt as _;
@@ -373,6 +375,8 @@ pub fn spawn(
         return Err(SpawnError::Clone(io::Error::last_os_error()));
     }
     let pid = pid as i32;
+    // Before the child's exec can complete (the gate may hold it): observers learn its pid.
+    on_clone(pid);
     // SAFETY: CLONE_PIDFD stored a new descriptor owned by nobody else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop(wr);

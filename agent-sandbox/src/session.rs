@@ -714,12 +714,19 @@ async fn supervise(
     // The spawn blocks until the agent's exec went through, which the gate may hold for a
     // human: it must not block the runtime the broker runs on.
     let spawned = match launch::resolve_command(&opts.command[0], &env) {
-        None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        None => {
+            // No child will send the gate its listener: let the gate thread see EOF.
+            drop(child_sock);
+            Err(io::Error::from(io::ErrorKind::NotFound))
+        }
         Some(program) => {
             let command = opts.command.clone();
             let env = env.clone();
+            let seen = Arc::clone(&agent_pid);
             tokio::task::spawn_blocking(move || {
-                let r = launch::spawn(&program, &command, &env, &setup);
+                let r = launch::spawn(&program, &command, &env, &setup, &|pid| {
+                    seen.store(pid as u32, Ordering::Release)
+                });
                 // Our copy of the child's end: closed so that the gate thread sees EOF if
                 // the child failed before sending the listener.
                 drop(child_sock);
