@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_sandbox::{cgroup, detect, doctor, launch, policy, secrets, session};
+use agent_sandbox::{cgroup, detect, doctor, launch, policy, secrets, session, watchdog};
 use agent_sandbox_audit as audit;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -180,7 +180,13 @@ enum ReportFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The watchdog (started by `run`) is this binary under a hidden name, handled before clap.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == watchdog::SUBCOMMAND) {
+        let code = watchdog::main(args.get(2..).unwrap_or_default());
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let cli = Cli::parse_from(args);
     match real_main(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
