@@ -11,7 +11,8 @@
 //! but orphan watchdogs and pins keeps it loaded.
 //!
 //! Public API: [`Leftovers::find`], [`cleanup`] and its [`CleanupReport`], [`OurProgram`],
-//! [`our_programs`], [`prog_ids_held_by`] and [`program_exists`].
+//! [`our_programs`], [`orphan_watchdogs`], [`leftover_programs`], [`prog_ids_held_by`] and
+//! [`program_exists`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
@@ -259,21 +260,29 @@ pub struct Leftovers {
     pub programs_error: Option<String>,
 }
 
+/// Watchdogs whose supervisor is gone.
+pub fn orphan_watchdogs() -> Vec<WatchdogProcess> {
+    watchdog::running()
+        .into_iter()
+        .filter(|w| !w.supervisor_alive())
+        .collect()
+}
+
+/// Programs of agent-sandbox that nothing but `orphans` (watchdog pids) and pins holds.
+pub fn leftover_programs(orphans: &[WatchdogProcess]) -> Result<Vec<OurProgram>, LeftoverError> {
+    let orphan_pids: BTreeSet<i32> = orphans.iter().map(|w| w.pid).collect();
+    Ok(our_programs()?
+        .into_iter()
+        .filter(|p| p.holders.iter().all(|h| orphan_pids.contains(h)))
+        .collect())
+}
+
 impl Leftovers {
     /// Looks for every kind of leftover.
     pub fn find(mount: &Cgroup2Mount) -> Self {
-        let watchdogs: Vec<WatchdogProcess> = watchdog::running()
-            .into_iter()
-            .filter(|w| !w.supervisor_alive())
-            .collect();
-        let orphan_pids: BTreeSet<i32> = watchdogs.iter().map(|w| w.pid).collect();
-        let (programs, programs_error) = match our_programs() {
-            Ok(all) => (
-                all.into_iter()
-                    .filter(|p| p.holders.iter().all(|h| orphan_pids.contains(h)))
-                    .collect(),
-                None,
-            ),
+        let watchdogs = orphan_watchdogs();
+        let (programs, programs_error) = match leftover_programs(&watchdogs) {
+            Ok(p) => (p, None),
             Err(e) => (Vec::new(), Some(e.to_string())),
         };
         Self {
