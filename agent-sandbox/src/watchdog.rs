@@ -911,7 +911,19 @@ mod tests {
 
     #[test]
     fn recognises_watchdog_cmdlines() {
-        let line = b"/usr/local/bin/agent-sandbox\0__watchdog\0100\0555\04\0/sys/fs/cgroup/unified/agent-sandbox-100-ff\05\06\0";
+        let line = [
+            "/usr/local/bin/agent-sandbox",
+            "__watchdog",
+            "100",
+            "555",
+            "4",
+            "/sys/fs/cgroup/unified/agent-sandbox-100-ff",
+            "5",
+            "6",
+            "",
+        ]
+        .join("\0");
+        let line = line.as_bytes();
         let w = parse_cmdline(77, line).expect("a watchdog");
         assert_eq!(w.pid, 77);
         assert_eq!(w.supervisor, 100);
@@ -921,7 +933,17 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/unified/agent-sandbox-100-ff")
         );
         // Another program, or agent-sandbox doing something else.
-        assert!(parse_cmdline(1, b"/usr/bin/python3\0__watchdog\0100\0555\04\0/cg\0").is_none());
+        let other = [
+            "/usr/bin/python3",
+            "__watchdog",
+            "100",
+            "555",
+            "4",
+            "/cg",
+            "",
+        ]
+        .join("\0");
+        assert!(parse_cmdline(1, other.as_bytes()).is_none());
         assert!(parse_cmdline(1, b"/usr/bin/agent-sandbox\0run\0--\0bash\0").is_none());
         assert!(parse_cmdline(1, b"agent-sandbox\0__watchdog\0garbage\0").is_none());
         assert!(parse_cmdline(1, b"").is_none());
