@@ -261,6 +261,8 @@ fn an_open_pending_when_the_supervisor_dies_never_succeeds() {
     let sup = child.id();
     let cg = session_cgroup_of(sup);
     let wd = watchdog_of(sup);
+    // The agent exists (the watchdog is armed before it is spawned).
+    wait_for_procs(&cg, "sh", 1);
 
     // With the supervisor stopped, nobody answers the permission event: cat waits in open.
     signal(sup, libc::SIGSTOP);

@@ -1086,12 +1086,10 @@ fn check_leftover_bpf(orphans: &[WatchdogProcess], root: bool) -> Check {
             let list: Vec<String> = p
                 .iter()
                 .map(|p| {
-                    let by = if !p.pins.is_empty() {
-                        format!("pinned at {}", p.pins[0].display())
-                    } else if !p.holders.is_empty() {
-                        format!("held by orphan watchdog {}", p.holders[0])
-                    } else {
-                        "held by no process".to_string()
+                    let by = match (p.pins.first(), p.holders.first()) {
+                        (Some(pin), _) => format!("pinned at {}", pin.display()),
+                        (None, Some(pid)) => format!("held by orphan watchdog {pid}"),
+                        (None, None) => "held by no process".to_string(),
                     };
                     format!("{} (id {}, {by})", p.name, p.id)
                 })

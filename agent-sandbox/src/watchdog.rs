@@ -379,7 +379,7 @@ pub fn main(args: &[OsString]) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("agent-sandbox: {e}");
+            say(format_args!("agent-sandbox: {e}"));
             EXIT_FAILED
         }
     }
@@ -607,10 +607,10 @@ fn act(args: &Args, cgroup: &SessionFiles, keep: Vec<OwnedFd>, how: &str) -> boo
     if let Err(e) = (&cgroup.kill).write_all(b"1") {
         // A cgroup removed meanwhile has nothing left to kill.
         if cgroup.populated().is_some() {
-            eprintln!(
+            say(format_args!(
                 "agent-sandbox: watchdog: writing {}/cgroup.kill: {e}",
                 args.cgroup.display()
-            );
+            ));
             ok = false;
         }
     }
@@ -619,7 +619,7 @@ fn act(args: &Args, cgroup: &SessionFiles, keep: Vec<OwnedFd>, how: &str) -> boo
     // file marks can go.
     drop(keep);
     let removed = remove_dir_retry(&args.cgroup, Duration::from_secs(2));
-    eprintln!(
+    say(format_args!(
         "agent-sandbox: watchdog: the supervisor (pid {}) died without ending the session \
          ({how}); killed the session's processes{}{}",
         args.supervisor,
@@ -635,8 +635,14 @@ fn act(args: &Args, cgroup: &SessionFiles, keep: Vec<OwnedFd>, how: &str) -> boo
                 args.cgroup.display()
             ),
         }
-    );
+    ));
     ok && emptied && removed.is_ok()
+}
+
+/// Writes one line to stderr, ignoring errors: the terminal may be gone, and the watchdog must
+/// finish its work whatever happens to its output (eprintln! would panic).
+fn say(msg: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr(), "{msg}");
 }
 
 /// rmdir of a just-emptied cgroup can fail with EBUSY for a moment.
