@@ -382,6 +382,23 @@ fn doctor_lists_leftovers_and_cleanup_removes_them() {
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(alive(sleeper) && cg.exists(), "the stopped watchdog acted");
+    // The network rules did not die with the supervisor: the programs the watchdog holds are
+    // still attached to the session cgroup (as the kernel reports it).
+    let shown = Command::new("bpftool")
+        .args(["cgroup", "show"])
+        .arg(&cg)
+        .output()
+        .expect("bpftool (cargo xtask setup installs it)");
+    let attached: BTreeSet<u32> = String::from_utf8_lossy(&shown.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        attached,
+        held,
+        "bpftool cgroup show: {}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
 
     let doctor = Command::new(BIN)
         .arg("doctor")
