@@ -234,10 +234,16 @@ impl SessionCgroup {
         }
     }
 
-    /// Kills whatever is left and removes the directory.
+    /// Kills whatever is left and removes the directory. A directory already gone (the
+    /// watchdog removed it on an error path of the supervisor) is not an error.
     pub fn destroy(self) -> Result<(), CgroupError> {
-        if self.populated()? {
-            self.kill_all()?;
+        match self.populated() {
+            Ok(true) => self.kill_all()?,
+            Ok(false) => {}
+            Err(CgroupError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         }
         remove_dir_retry(&self.path, Duration::from_secs(2))
     }

@@ -20,7 +20,9 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::{self, Cgroup2Mount};
+use crate::leftovers;
 use crate::tracefs::TRACEFS;
+use crate::watchdog::WatchdogProcess;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,10 @@ pub const CHECK_SECCOMP_KILLABLE: &str = "seccomp wait_killable_recv";
 pub const CHECK_LANDLOCK: &str = "landlock";
 /// Name of the leftover session cgroups check.
 pub const CHECK_LEFTOVERS: &str = "leftover sessions";
+/// Name of the orphan watchdogs check.
+pub const CHECK_LEFTOVER_WATCHDOGS: &str = "leftover watchdogs";
+/// Name of the leftover BPF programs check.
+pub const CHECK_LEFTOVER_BPF: &str = "leftover bpf programs";
 
 /// Checks whose mechanism `agent-sandbox run` (privileged mode) needs today: when one of them is
 /// [`Status::Missing`], [`all_required_ok`] is false. The others serve optional or future layers,
@@ -128,6 +134,9 @@ pub fn run_checks() -> Vec<Check> {
     checks.push(check_seccomp_killable());
     checks.push(check_landlock());
     checks.push(check_leftovers(&mount));
+    let orphans = leftovers::orphan_watchdogs();
+    checks.push(check_leftover_watchdogs(&orphans));
+    checks.push(check_leftover_bpf(&orphans, root));
     checks
 }
 
@@ -1040,6 +1049,58 @@ fn check_leftovers(mount: &Result<Cgroup2Mount, cgroup::CgroupError>) -> Check {
         }
     };
     check(CHECK_LEFTOVERS, status, detail, CONSEQUENCE)
+}
+
+fn check_leftover_watchdogs(orphans: &[WatchdogProcess]) -> Check {
+    const CONSEQUENCE: &str = "a watchdog whose supervisor is gone is stuck: it still holds \
+                               its session's network programs and file marks";
+    let (status, detail) = if orphans.is_empty() {
+        (Status::Ok, "none".to_string())
+    } else {
+        let list: Vec<String> = orphans
+            .iter()
+            .map(|w| {
+                format!(
+                    "pid {} (supervisor {} gone, {})",
+                    w.pid,
+                    w.supervisor,
+                    w.cgroup.display()
+                )
+            })
+            .collect();
+        (
+            Status::Warn,
+            format!("{}; run `agent-sandbox cleanup`", list.join(", ")),
+        )
+    };
+    check(CHECK_LEFTOVER_WATCHDOGS, status, detail, CONSEQUENCE)
+}
+
+fn check_leftover_bpf(orphans: &[WatchdogProcess], root: bool) -> Check {
+    const CONSEQUENCE: &str = "programs of ended sessions stay loaded (and attached, if pinned)";
+    let (status, detail) = match leftovers::leftover_programs(orphans) {
+        Err(e) if !root => (Status::Warn, format!("{NEEDS_ROOT} ({e})")),
+        Err(e) => (Status::Warn, e.to_string()),
+        Ok(p) if p.is_empty() => (Status::Ok, "none".to_string()),
+        Ok(p) => {
+            let list: Vec<String> = p
+                .iter()
+                .map(|p| {
+                    let by = match (p.pins.first(), p.holders.first()) {
+                        (Some(pin), _) => format!("pinned at {}", pin.display()),
+                        (None, Some(pid)) => format!("held by orphan watchdog {pid}"),
+                        (None, None) => "held by no process".to_string(),
+                    };
+                    format!("{} (id {}, {by})", p.name, p.id)
+                })
+                .collect();
+            (
+                Status::Warn,
+                format!("{}; run `agent-sandbox cleanup`", list.join(", ")),
+            )
+        }
+    };
+    check(CHECK_LEFTOVER_BPF, status, detail, CONSEQUENCE)
 }
 
 #[cfg(test)]

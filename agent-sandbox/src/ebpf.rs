@@ -4,12 +4,13 @@
 //! The programs stay attached for as long as the returned [`Observer`] lives; dropping it
 //! detaches every link and unloads the programs and maps (nothing is pinned).
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 
 use agent_sandbox_common::{Config, EventKind, KIND_SLOTS, NetRules};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::cgroup_sock_addr::CgroupSockAddrLink;
+use aya::programs::links::FdLink;
 use aya::programs::raw_trace_point::RawTracePointLink;
 use aya::programs::trace_point::TracePointLink;
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint};
@@ -35,6 +36,19 @@ pub const PROBES: &[(&str, &str, &str)] = &[
 
 /// cgroup sock_addr programs that enforce the network rules on the session cgroup.
 pub const SOCK_PROGRAMS: &[&str] = &["connect4", "connect6", "sendmsg4", "sendmsg6"];
+
+/// Names of the object's maps as the kernel shows them (`doctor` recognises the programs of
+/// agent-sandbox by their names and by these maps).
+pub const MAP_NAMES: &[&str] = &[
+    "CONFIG",
+    "SYSCALLS",
+    "EVENTS",
+    "LOST",
+    "DEFERRED",
+    "CLONE_FLAGS",
+    "NET4",
+    "NET6",
+];
 
 /// The syscalls the probes interpret: (this architecture's number, our id).
 #[cfg(target_arch = "x86_64")]
@@ -97,7 +111,48 @@ pub enum EbpfError {
 enum Link {
     Raw(#[allow(dead_code)] RawTracePointLink),
     Tp(#[allow(dead_code)] TracePointLink),
-    Sock(#[allow(dead_code)] CgroupSockAddrLink),
+    /// A cgroup program's bpf_link, as a descriptor of our own so that a duplicate can be
+    /// handed to the watchdog (the attachment lasts until the last descriptor closes).
+    SockFd(OwnedFd),
+}
+
+/// `BPF_LINK_GET_FD_BY_ID` (include/uapi/linux/bpf.h).
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+
+/// Opens a new descriptor of the bpf_link with this id (root only).
+fn link_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
+    // The `*_GET_FD_BY_ID` part of `union bpf_attr`: id, next_id, open_flags.
+    let attr: [u32; 3] = [id, 0, 0];
+    // SAFETY: `attr` is a valid prefix of `union bpf_attr` of the size passed, alive for the
+    // whole call; the kernel only reads it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_GET_FD_BY_ID,
+            attr.as_ptr(),
+            std::mem::size_of_val(&attr) as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(r).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: a non-negative return is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Turns an attached cgroup program's link into a plain descriptor of its bpf_link. Kernels
+/// before 5.7 attach with `BPF_PROG_ATTACH` (no link object, nothing the watchdog could hold):
+/// they are refused, since the rules could then outlive the session unnoticed.
+fn own_link(link: CgroupSockAddrLink) -> Result<Link, Box<dyn std::error::Error + Send + Sync>> {
+    let fd_link = FdLink::try_from(link).map_err(|e| {
+        format!("{e}: this kernel attached without a bpf_link (Linux 5.7 or later is needed)")
+    })?;
+    let id = fd_link.info().map_err(Box::new)?.id();
+    let fd = link_fd_by_id(id)?;
+    // Our descriptor holds the link: dropping aya's copy does not detach it.
+    drop(fd_link);
+    Ok(Link::SockFd(fd))
 }
 
 /// What the network programs need at load time.
@@ -226,9 +281,8 @@ impl Observer {
             let id = prog
                 .attach(net.cgroup_dir, CgroupAttachMode::Single)
                 .map_err(|e| err(Box::new(e)))?;
-            links.push(Link::Sock(
-                prog.take_link(id).map_err(|e| err(Box::new(e)))?,
-            ));
+            let link = prog.take_link(id).map_err(|e| err(Box::new(e)))?;
+            links.push(own_link(link).map_err(err)?);
         }
 
         for &(program, tracepoint) in RAW_PROBES {
@@ -341,6 +395,18 @@ impl Observer {
                 }
             }
         }
+    }
+
+    /// Descriptors of the cgroup programs' bpf_links, for the watchdog to hold duplicates of:
+    /// the network rules then stay attached to the session cgroup until the watchdog lets go.
+    pub fn cgroup_link_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.links
+            .iter()
+            .filter_map(|l| match l {
+                Link::SockFd(fd) => Some(fd.as_fd()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Takes the network rule maps (once), for updates during the session.

@@ -265,6 +265,14 @@ impl FileGuard {
         })
     }
 
+    /// The fanotify group's descriptor, for the watchdog to hold a duplicate of: while any
+    /// descriptor of the group is open, the marks stay and an unanswered open keeps waiting
+    /// (the kernel answers "allow" to pending events only when the last one closes).
+    pub fn group_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self._fan.as_fd()
+    }
+
     /// The rules, by index.
     pub fn rules(&self) -> &[FileRuleInfo] {
         &self.rules

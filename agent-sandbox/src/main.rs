@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_sandbox::{approval, cgroup, detect, doctor, launch, policy, secrets, session};
+use agent_sandbox::{
+    approval, cgroup, detect, doctor, launch, leftovers, policy, secrets, session, watchdog,
+};
 use agent_sandbox_audit as audit;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -130,7 +132,9 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = policy::STATE_DIR)]
         state_dir: PathBuf,
     },
-    /// Remove session cgroups left behind by sessions whose supervisor is gone.
+    /// Remove what sessions whose supervisor is gone left behind: their cgroups (and any
+    /// process in them), their watchdogs if stuck, and BPF programs of agent-sandbox that no
+    /// live session holds (pins included). Exits 1 when something could not be removed.
     Cleanup,
     /// Answer a held action from a script: `decide ID allow|allow-session|deny|kill`, or
     /// `decide 0 freeze|thaw` for the whole tree; `decide --list` shows what is held.
@@ -208,7 +212,13 @@ enum ReportFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The watchdog (started by `run`) is this binary under a hidden name, handled before clap.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == watchdog::SUBCOMMAND) {
+        let code = watchdog::main(args.get(2..).unwrap_or_default());
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let cli = Cli::parse_from(args);
     match real_main(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -462,16 +472,33 @@ fn real_main(cli: Cli) -> Result<i32> {
         }
         Command::Cleanup => {
             let mount = cgroup::Cgroup2Mount::find()?;
-            let left = cgroup::leftovers(&mount);
-            if left.is_empty() {
-                println!("nothing to clean up");
+            let r = leftovers::cleanup(&mount);
+            for pid in &r.killed_watchdogs {
+                println!("killed orphan watchdog {pid}");
             }
-            for dir in left {
-                cgroup::remove_leftover(&dir)
-                    .with_context(|| format!("removing {}", dir.display()))?;
+            for dir in &r.removed_cgroups {
                 println!("removed {}", dir.display());
             }
-            Ok(0)
+            for pin in &r.unpinned {
+                println!("removed pin {}", pin.display());
+            }
+            for p in &r.remaining_programs {
+                eprintln!(
+                    "agent-sandbox: BPF program {} (id {}) is still loaded and nothing here can \
+                     remove it (held by {:?})",
+                    p.name, p.id, p.holders
+                );
+            }
+            for f in &r.failures {
+                eprintln!("agent-sandbox: cleanup: {f}");
+            }
+            let did = r.killed_watchdogs.len() + r.removed_cgroups.len() + r.unpinned.len();
+            if did == 0 && r.failures.is_empty() && r.remaining_programs.is_empty() {
+                println!("nothing to clean up");
+            }
+            Ok(i32::from(
+                !r.failures.is_empty() || !r.remaining_programs.is_empty(),
+            ))
         }
     }
 }

@@ -366,6 +366,12 @@ fn run_in_cgroup(
     .context("starting the eBPF probes")?;
     let ring = observer.take_ring_buffer()?;
     let net_maps = observer.take_net_maps();
+    // Fail closed if this process dies: the watchdog kills the tree (see crate::watchdog).
+    let watchdog = {
+        let mut keep = observer.cgroup_link_fds();
+        keep.push(guard.group_fd());
+        crate::watchdog::Watchdog::start(cgroup.path(), &keep).context("starting the watchdog")?
+    };
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -428,6 +434,10 @@ fn run_in_cgroup(
         (start_extra, trust_record),
         approval,
     ))?;
+    // The tree is gone: the watchdog can go before the marks and probes do.
+    if let Err(e) = watchdog.disarm() {
+        eprintln!("agent-sandbox: warning: {e}");
+    }
     guard.stop();
     if let Some(task) = resolver {
         task.abort();

@@ -7,11 +7,14 @@
 //! hiccup does not move the result.
 //!
 //! The `protected` leg is the `sandbox` leg with a repository policy protecting 1 000 files
-//! (see [`protected`]); the `scan` workload times the supervisor's secret scanner, bare only.
+//! (see [`protected`]); the `scan` workload times the supervisor's secret scanner, bare only;
+//! the `sigkill` workload times how long the agent's tree outlives a SIGKILLed supervisor,
+//! sandbox only (see [`sigkill`]).
 
 mod protected;
 mod report;
 mod scan;
+mod sigkill;
 mod workloads;
 
 use std::ffi::OsString;
@@ -48,15 +51,20 @@ pub enum Workload {
     /// scanner's throughput (bare only: it is not a sandboxed workload)
     #[value(alias = "e")]
     Scan,
+    /// (f) SIGKILL of the supervisor of a tree with a background child and a setsid daemon:
+    /// time until the tree is gone (sandbox only: it measures the watchdog)
+    #[value(alias = "f")]
+    Sigkill,
 }
 
 impl Workload {
-    const ALL: [Workload; 5] = [
+    const ALL: [Workload; 6] = [
         Workload::Open,
         Workload::Forkexec,
         Workload::Build,
         Workload::True,
         Workload::Scan,
+        Workload::Sigkill,
     ];
 
     /// The name used on the command line and in results.json.
@@ -67,13 +75,19 @@ impl Workload {
             Workload::Build => "build",
             Workload::True => "true",
             Workload::Scan => "scan",
+            Workload::Sigkill => "sigkill",
         }
     }
 
     /// Whether `leg` makes sense for this workload: `scan` is the supervisor's own command,
-    /// so wrapping it in a session or in strace would measure something else.
+    /// so wrapping it in a session or in strace would measure something else; `sigkill`
+    /// measures the session itself.
     fn supports(self, leg: Leg) -> bool {
-        self != Workload::Scan || leg == Leg::Bare
+        match self {
+            Workload::Scan => leg == Leg::Bare,
+            Workload::Sigkill => leg == Leg::Sandbox,
+            _ => true,
+        }
     }
 
     /// The legs this workload runs: `requested` (from --legs) minus those it does not
@@ -101,6 +115,8 @@ impl Workload {
     fn default_reps(self, quick: bool) -> u32 {
         match (self, quick) {
             (Workload::True, _) => 20,
+            (Workload::Sigkill, true) => 3,
+            (Workload::Sigkill, false) => 9,
             (_, true) => 1,
             (Workload::Build | Workload::Scan, false) => 5,
             (Workload::Open | Workload::Forkexec, false) => 7,
@@ -151,8 +167,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
 
-    /// Run only these workloads, comma-separated: open, forkexec, build, true, scan
-    /// (or a, b, c, d, e).
+    /// Run only these workloads, comma-separated: open, forkexec, build, true, scan, sigkill
+    /// (or a, b, c, d, e, f).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "WORKLOADS")]
     pub only: Vec<Workload>,
 
@@ -280,6 +296,9 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<bool> {
             quick: args.quick,
         };
         let run = match workloads::prepare(workload, &bench_dir, &options) {
+            Ok(prepared) if workload == Workload::Sigkill => {
+                measure_sigkill(&prepared, &legs, reps, &ctx)
+            }
             Ok(prepared) => {
                 let run = measure(workload, &prepared, &legs, reps, &ctx);
                 // the build's target directory is a few hundred MB nobody will look at
@@ -377,6 +396,45 @@ fn measure(
         }
         println!("{line}");
         run.reps_completed = rep;
+    }
+    run
+}
+
+/// Runs the `sigkill` workload: `reps` sessions whose supervisor is killed (see [`sigkill`]).
+/// Stops at the first failing rep.
+fn measure_sigkill(prepared: &Prepared, legs: &[Leg], reps: u32, ctx: &Context) -> WorkloadRun {
+    let name = Workload::Sigkill.name();
+    let mut run = WorkloadRun::new(
+        Workload::Sigkill,
+        prepared.description.clone(),
+        reps,
+        legs.to_vec(),
+    );
+    if !legs.contains(&Leg::Sandbox) {
+        return run;
+    }
+    let Some(workspace) = prepared.cwd.as_deref() else {
+        return run.failed("no workspace was prepared".to_owned());
+    };
+    let stderr_log = ctx.logs_dir.join(format!("{name}-sandbox.stderr"));
+    for rep in 1..=reps {
+        match sigkill::rep(&ctx.supervisor, workspace, &stderr_log) {
+            Ok(r) => {
+                println!(
+                    "[bench] {name} rep {rep}/{reps}: tree gone {:.1} ms, cgroup removed {:.1} ms",
+                    r.tree_gone_ms, r.cgroup_removed_ms
+                );
+                run.raw_ms
+                    .entry(Leg::Sandbox)
+                    .or_default()
+                    .push(r.tree_gone_ms);
+                run.reps_completed = rep;
+            }
+            Err(err) => {
+                println!("[bench] {name}: FAILED (rep {rep}): {err:#}");
+                return run.failed(format!("rep {rep}: {err:#}"));
+            }
+        }
     }
     run
 }
@@ -673,6 +731,8 @@ mod tests {
             assert_eq!(w.legs(&[]), [Bare, Sandbox, Strace], "{}", w.name());
         }
         assert_eq!(Workload::Scan.legs(&[]), [Bare]);
+        assert_eq!(Workload::Sigkill.legs(&[]), [Sandbox]);
+        assert_eq!(Workload::Sigkill.legs(&[Bare, Strace]), []);
         // explicit legs apply to every workload that supports them, in rep order
         assert_eq!(
             Workload::Forkexec.legs(&[Protected, Bare, Protected]),

@@ -24,6 +24,8 @@ const RSS_BAR_KB: u64 = 40 * 1024;
 const PROTECTED_OVER_SANDBOX_BAR_PCT: f64 = 5.0;
 /// The secret scanner must read at least this many MB (10^6 bytes) per second.
 const SCAN_BAR_MB_PER_S: f64 = 200.0;
+/// The agent's tree is gone within this long after a SIGKILL of its supervisor (median).
+const SIGKILL_BAR_MS: f64 = 100.0;
 
 /// The machine the numbers were taken on.
 #[derive(Debug, Serialize)]
@@ -396,6 +398,13 @@ impl WorkloadReport {
                     .get(&Leg::Sandbox)
                     .and_then(|s| s.median_ms)
                     .map(|ms| (format!("{ms:.1} ms"), ms < TRUE_MEDIAN_BAR_MS)),
+            )],
+            Workload::Sigkill => vec![judge(
+                format!("tree gone < {SIGKILL_BAR_MS} ms"),
+                self.legs
+                    .get(&Leg::Sandbox)
+                    .and_then(|s| s.median_ms)
+                    .map(|ms| (format!("{ms:.1} ms"), ms < SIGKILL_BAR_MS)),
             )],
             Workload::Scan => vec![judge_if(
                 selected(Leg::Bare),

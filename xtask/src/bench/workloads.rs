@@ -206,6 +206,14 @@ pub fn prepare(workload: Workload, bench_dir: &Path, opts: &PrepareOptions) -> R
             })
         }
         Workload::Scan => prepare_scan(bench_dir, &ws, opts),
+        Workload::Sigkill => Ok(Prepared {
+            description: format!(
+                "SIGKILL of the supervisor of `sh -c '{}'`: until the tree is gone",
+                super::sigkill::SCRIPT
+            ),
+            cwd: Some(super::sigkill::workspace(bench_dir)?),
+            ..Prepared::default()
+        }),
     }
 }
 
