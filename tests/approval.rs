@@ -622,3 +622,143 @@ fn psql_drop_table_and_dropdb_against_a_real_server_are_held() {
         Some("0")
     );
 }
+
+/// A tmux session of the test's own, killed (by name) when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn start(name: &str, cmd: &str) -> Tmux {
+        let st = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-x",
+                "160",
+                "-y",
+                "50",
+                "-s",
+                name,
+                cmd,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "tmux new-session");
+        Tmux(name.to_string())
+    }
+
+    fn screen(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let st = Command::new("tmux")
+            .args(["send-keys", "-t", &self.0])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    fn wait_for(&self, what: &str) {
+        assert!(
+            wait_until(Duration::from_secs(20), || self.screen().contains(what)),
+            "the TUI never showed {what:?}; screen:\n{}",
+            self.screen()
+        );
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn the_tui_in_a_real_terminal_allows_denies_allows_for_the_session_and_freezes() {
+    let se = Session::new("gate-tui", "");
+    let child = se.start(
+        "mkdir -p one two three four\n\
+         bash -c 'rm -rf one'; echo one=$?\n\
+         bash -c 'rm -rf two'; echo two=$?\n\
+         bash -c 'rm -rf three'; echo three=$?\n\
+         bash -c 'rm -rf four'; echo four=$?\n\
+         while [ ! -e end ]; do sleep 0.05; done\n",
+    );
+    // Attach once the session (and its socket) exists.
+    let (_, child) = se.wait_held(child);
+    let pid = child.id();
+    let tui = Tmux::start(
+        &format!("as-tui-{pid}"),
+        &format!("{BIN} attach --state-dir {}", se.state.display()),
+    );
+    tui.wait_for("rm -rf one");
+    tui.keys(&["a"]);
+    assert!(wait_until(Duration::from_secs(20), || !se
+        .ws
+        .join("one")
+        .exists()));
+    tui.wait_for("rm -rf two");
+    tui.keys(&["d"]);
+    tui.wait_for("rm -rf three");
+    assert!(se.ws.join("two").exists(), "denied: kept");
+    // A session-wide allow needs a confirmation; then `four` (same rule) is not held.
+    tui.keys(&["A"]);
+    tui.wait_for("y");
+    tui.keys(&["y"]);
+    assert!(wait_until(Duration::from_secs(20), || !se
+        .ws
+        .join("three")
+        .exists()
+        && !se.ws.join("four").exists()));
+    let cg = PathBuf::from(
+        se.audit()
+            .iter()
+            .find(|e| e["kind"] == "session_start")
+            .unwrap()["cgroup"]
+            .as_str()
+            .unwrap(),
+    );
+    let frozen = || {
+        fs::read_to_string(cg.join("cgroup.freeze"))
+            .map(|f| f.trim() == "1")
+            .unwrap_or(false)
+    };
+    tui.keys(&["f"]);
+    assert!(
+        wait_until(Duration::from_secs(20), frozen),
+        "f froze the tree"
+    );
+    tui.wait_for("FROZEN");
+    tui.keys(&["t"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || !frozen()),
+        "t thawed it"
+    );
+    tui.keys(&["?"]);
+    tui.wait_for("allow");
+    fs::write(se.ws.join("end"), "").unwrap();
+    let out = wait_output(child, Duration::from_secs(30));
+    let log = text(&out);
+    assert!(log.contains("one=0") && log.contains("two=126"), "{log}");
+    assert!(log.contains("three=0") && log.contains("four=0"), "{log}");
+    let decisions: Vec<String> = of_kind(&se.audit(), "decision")
+        .iter()
+        .map(|d| format!("{}/{}", d["fields"]["decision"], d["fields"]["by"]))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            "\"allow\"/\"tui\"",
+            "\"deny\"/\"tui\"",
+            "\"allow-session\"/\"tui\""
+        ],
+        "every decision is recorded with who made it"
+    );
+}

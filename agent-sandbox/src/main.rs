@@ -136,6 +136,17 @@ enum Command {
     /// process in them), their watchdogs if stuck, and BPF programs of agent-sandbox that no
     /// live session holds (pins included). Exits 1 when something could not be removed.
     Cleanup,
+    /// Open the approval UI of a running session in this terminal: the live event feed, the
+    /// queue of held actions with their command, ancestry and rule, one key per decision
+    /// (`?` lists them). Quitting the UI leaves the session running.
+    Attach {
+        /// The session (its name, as `decide --list` shows it); needed when several run.
+        #[arg(long, value_name = "NAME")]
+        session: Option<String>,
+        /// agent-sandbox's state directory.
+        #[arg(long, value_name = "DIR", default_value = policy::STATE_DIR)]
+        state_dir: PathBuf,
+    },
     /// Answer a held action from a script: `decide ID allow|allow-session|deny|kill`, or
     /// `decide 0 freeze|thaw` for the whole tree; `decide --list` shows what is held.
     ///
@@ -266,6 +277,13 @@ fn real_main(cli: Cli) -> Result<i32> {
                 gate: !no_gate,
             })?;
             Ok(outcome.exit_code)
+        }
+        Command::Attach { session, state_dir } => {
+            let (_, path) = pick_session(&state_dir, session.as_deref())?;
+            let (_dir, short) = approval::short_path(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            agent_sandbox_tui::tui::run(&short)?;
+            Ok(0)
         }
         Command::Decide {
             id,
@@ -628,6 +646,31 @@ fn decide(
         }
         Reply::Error { message } => bail!("{name}: {message}"),
         other => bail!("{name}: unexpected reply {other:?}"),
+    }
+}
+
+/// The one running session, or the one named.
+fn pick_session(state_dir: &std::path::Path, name: Option<&str>) -> Result<(String, PathBuf)> {
+    let all = approval::sessions(state_dir);
+    match name {
+        Some(n) => {
+            all.iter().find(|(s, _)| s == n).cloned().with_context(|| {
+                format!("no running session is named {n} (running: {})", names(&all))
+            })
+        }
+        None => match all.as_slice() {
+            [] => bail!(
+                "no agent-sandbox session is running (no approval socket in {}); start one \
+                 with `sudo agent-sandbox run -- CMD`",
+                approval::socket_dir(state_dir).display()
+            ),
+            [one] => Ok(one.clone()),
+            _ => bail!(
+                "{} sessions are running ({}): name one with --session",
+                all.len(),
+                names(&all)
+            ),
+        },
     }
 }
 
