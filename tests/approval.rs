@@ -762,3 +762,52 @@ fn the_tui_in_a_real_terminal_allows_denies_allows_for_the_session_and_freezes()
         "every decision is recorded with who made it"
     );
 }
+
+#[test]
+fn a_burst_of_deletions_by_any_means_freezes_the_tree_until_a_human_decides() {
+    let se = Session::new(
+        "gate-mass",
+        "\n[approval]\nmass_delete_files = 50\nmass_delete_window_secs = 5\n",
+    );
+    let many = se.ws.join("build");
+    fs::create_dir_all(&many).unwrap();
+    for i in 0..300 {
+        fs::write(many.join(format!("f{i}")), "x").unwrap();
+    }
+    chown_tree(&many);
+    let py = se.s.path("wipe.py");
+    // No exec rule sees this coming: plain os.remove in a loop, from a script file.
+    fs::write(
+        &py,
+        "import os, time\nfor i in range(300):\n    os.remove(f'build/f{i}')\n    time.sleep(0.005)\nprint('wiped')\n",
+    )
+    .unwrap();
+    let (h, child) = se.wait_held(se.start(&format!("python3 {}; echo py=$?\n", py.display())));
+    assert_eq!(h["kind"], "mass-delete", "{h:#}");
+    let cg = PathBuf::from(
+        se.audit()
+            .iter()
+            .find(|e| e["kind"] == "session_start")
+            .unwrap()["cgroup"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        fs::read_to_string(cg.join("cgroup.freeze")).unwrap().trim(),
+        "1",
+        "the tree is frozen"
+    );
+    let left = || fs::read_dir(&many).unwrap().count();
+    let while_frozen = left();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(left(), while_frozen, "nothing is deleted while frozen");
+    assert!(while_frozen > 0);
+    // Deny: the deleting process is killed and the rest of the tree thaws.
+    let (_, out) = se.answer_all(child, "deny");
+    let log = text(&out);
+    assert!(!log.contains("wiped"), "{log}");
+    assert!(log.contains("py=137"), "{log}");
+    assert_eq!(left(), while_frozen, "{log}");
+    let audit = se.audit();
+    assert!(of_kind(&audit, "freeze").len() == 1 && of_kind(&audit, "thaw").len() == 1);
+}

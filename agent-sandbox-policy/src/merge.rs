@@ -114,6 +114,10 @@ pub struct EffectivePolicy {
     pub http: Vec<HttpRule>,
     /// Seconds an approval waits before it resolves to deny.
     pub approval_timeout_secs: Located<u64>,
+    /// Deletions under the workspace or a protected tree that freeze the whole tree...
+    pub mass_delete_files: Located<u64>,
+    /// ...when they happen within this many seconds.
+    pub mass_delete_window_secs: Located<u64>,
     /// Whether the secret scanner runs.
     pub scan_enabled: Located<bool>,
     /// Largest file the scanner reads.
@@ -373,6 +377,8 @@ impl EffectivePolicy {
             sql: d.sql,
             http: d.http,
             approval_timeout_secs: d.approval_timeout_secs.unwrap_or_else(|| builtin(300)),
+            mass_delete_files: d.mass_delete_files.unwrap_or_else(|| builtin(200)),
+            mass_delete_window_secs: d.mass_delete_window_secs.unwrap_or_else(|| builtin(2)),
             scan_enabled: d.scan.enabled.unwrap_or_else(|| builtin(true)),
             scan_max_bytes: d.scan.max_bytes.unwrap_or_else(|| builtin(1 << 30)),
             scan_max_secs: d.scan.max_secs.unwrap_or_else(|| builtin(10)),
@@ -494,6 +500,12 @@ impl EffectivePolicy {
         }
         if let Some(v) = user.approval_timeout_secs.take() {
             self.approval_timeout_secs = v;
+        }
+        if let Some(v) = user.mass_delete_files.take() {
+            self.mass_delete_files = v;
+        }
+        if let Some(v) = user.mass_delete_window_secs.take() {
+            self.mass_delete_window_secs = v;
         }
         if let Some(v) = user.scan.enabled.take() {
             self.scan_enabled = v;
@@ -628,6 +640,17 @@ impl EffectivePolicy {
             && t.value < self.approval_timeout_secs.value
         {
             self.approval_timeout_secs = t;
+        }
+        // Tighten only: fewer deletions, or a longer window, freeze sooner.
+        if let Some(n) = repo.mass_delete_files.take()
+            && n.value < self.mass_delete_files.value
+        {
+            self.mass_delete_files = n;
+        }
+        if let Some(w) = repo.mass_delete_window_secs.take()
+            && w.value > self.mass_delete_window_secs.value
+        {
+            self.mass_delete_window_secs = w;
         }
         if let Some(t) = repo.network.resolve_interval_secs.take()
             && t.value < self.resolve_interval_secs.value
@@ -779,6 +802,18 @@ impl EffectivePolicy {
             "timeout_secs",
             &self.approval_timeout_secs.value.to_string(),
             &self.approval_timeout_secs.origin,
+        );
+        setting(
+            &mut o,
+            "mass_delete_files",
+            &self.mass_delete_files.value.to_string(),
+            &self.mass_delete_files.origin,
+        );
+        setting(
+            &mut o,
+            "mass_delete_window_secs",
+            &self.mass_delete_window_secs.value.to_string(),
+            &self.mass_delete_window_secs.origin,
         );
         let _ = writeln!(o, "\n[scan]");
         setting(

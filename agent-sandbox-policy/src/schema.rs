@@ -222,6 +222,10 @@ pub struct PolicyFile {
     pub http: Vec<HttpRule>,
     /// `[approval] timeout_secs`, if set.
     pub approval_timeout_secs: Option<Located<u64>>,
+    /// `[approval] mass_delete_files`, if set: deletions that freeze the tree...
+    pub mass_delete_files: Option<Located<u64>>,
+    /// ...within `[approval] mass_delete_window_secs` seconds.
+    pub mass_delete_window_secs: Option<Located<u64>>,
     /// `[scan]`.
     pub scan: ScanSection,
     /// `[env] keep` (user policy only).
@@ -344,6 +348,8 @@ struct RawHttp {
 #[serde(deny_unknown_fields)]
 struct RawApproval {
     timeout_secs: Option<Spanned<i64>>,
+    mass_delete_files: Option<Spanned<i64>>,
+    mass_delete_window_secs: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -493,6 +499,8 @@ pub(crate) fn parse_file(text: &str, source: Source) -> (PolicyFile, Vec<Diagnos
         sql: Vec::new(),
         http: Vec::new(),
         approval_timeout_secs: None,
+        mass_delete_files: None,
+        mass_delete_window_secs: None,
         scan: ScanSection::default(),
         env_keep: Vec::new(),
     };
@@ -864,11 +872,19 @@ impl Parser<'_> {
                 }
                 "approval" => {
                     let (own, _) = self.split(t, &ctx, fields_of::<RawApproval>(), &[]);
-                    if let Some(raw) = self.de::<RawApproval>(own, &vspan, &ctx)
-                        && let Some(t) = raw.timeout_secs
-                    {
-                        file.approval_timeout_secs =
-                            self.ranged(&t, 1, 86_400, "approval.timeout_secs");
+                    if let Some(raw) = self.de::<RawApproval>(own, &vspan, &ctx) {
+                        if let Some(t) = raw.timeout_secs {
+                            file.approval_timeout_secs =
+                                self.ranged(&t, 1, 86_400, "approval.timeout_secs");
+                        }
+                        if let Some(n) = raw.mass_delete_files {
+                            file.mass_delete_files =
+                                self.ranged(&n, 1, 1_000_000, "approval.mass_delete_files");
+                        }
+                        if let Some(w) = raw.mass_delete_window_secs {
+                            file.mass_delete_window_secs =
+                                self.ranged(&w, 1, 3600, "approval.mass_delete_window_secs");
+                        }
                     }
                 }
                 "scan" => {
@@ -1565,7 +1581,14 @@ mod tests {
 
     #[test]
     fn field_probe_matches_schema() {
-        assert_eq!(fields_of::<RawApproval>(), &["timeout_secs"]);
+        assert_eq!(
+            fields_of::<RawApproval>(),
+            &[
+                "timeout_secs",
+                "mass_delete_files",
+                "mass_delete_window_secs"
+            ]
+        );
         assert_eq!(
             fields_of::<RawExec>(),
             &["id", "why", "action", "severity", "match"]

@@ -789,3 +789,100 @@ pub fn request(socket: &Path, req: &Request) -> std::io::Result<Reply> {
     std::io::BufReader::new(s).read_until(b'\n', &mut line)?;
     proto::decode(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
+
+/// The mass-deletion detector: counts deletions under the workspace or a protected tree in
+/// the observation stream and freezes the tree (through the broker) when more than the
+/// policy's threshold happen within its window, by any means (`rm`, `find -delete`,
+/// `shutil.rmtree`, a static binary...).
+pub struct MassDeleteWatch {
+    limit: u64,
+    window: Duration,
+    roots: Vec<PathBuf>,
+    recent: std::collections::VecDeque<(std::time::Instant, u32, String)>,
+    cmds: UnboundedSender<Cmd>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl MassDeleteWatch {
+    /// A watch over `roots` (the workspace and the protected trees' roots).
+    pub fn new(
+        limit: u64,
+        window: Duration,
+        roots: Vec<PathBuf>,
+        cmds: UnboundedSender<Cmd>,
+        shared: Arc<Mutex<Shared>>,
+    ) -> Self {
+        MassDeleteWatch {
+            limit,
+            window,
+            roots,
+            recent: std::collections::VecDeque::new(),
+            cmds,
+            shared,
+        }
+    }
+
+    /// One observed `unlink`/`unlinkat`/`rmdir` of `path` (as given, relative to `dirfd`).
+    pub fn observe(&mut self, pid: u32, path: &str, dirfd: i32) {
+        let Some(full) = absolute(pid, path, dirfd) else {
+            return;
+        };
+        if !self.roots.iter().any(|r| full.starts_with(r)) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > self.window)
+        {
+            self.recent.pop_front();
+        }
+        self.recent
+            .push_back((now, pid, full.to_string_lossy().into_owned()));
+        if (self.recent.len() as u64) <= self.limit
+            || gate::lock(&self.shared).is_allowed(MASS_DELETE_RULE)
+        {
+            return;
+        }
+        let mut per_pid: BTreeMap<u32, u64> = BTreeMap::new();
+        for (_, p, _) in &self.recent {
+            *per_pid.entry(*p).or_default() += 1;
+        }
+        let mut pids: Vec<(u32, u64)> = per_pid.into_iter().collect();
+        pids.sort_by_key(|p| std::cmp::Reverse(p.1));
+        let sample = self
+            .recent
+            .iter()
+            .take(5)
+            .map(|(_, _, p)| p.clone())
+            .collect();
+        let count = self.recent.len() as u64;
+        self.recent.clear();
+        let _ = self.cmds.send(Cmd::MassDelete {
+            pids: pids.into_iter().map(|(p, _)| p).collect(),
+            count,
+            sample,
+            why: format!(
+                "more than {} deletions within {} s under the workspace or a protected tree",
+                self.limit,
+                self.window.as_secs()
+            ),
+        });
+    }
+}
+
+/// `path` made absolute the way the deleting process saw it (its cwd or the directory fd),
+/// if that can still be read.
+fn absolute(pid: u32, path: &str, dirfd: i32) -> Option<PathBuf> {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        return Some(p.to_path_buf());
+    }
+    let base = if dirfd == libc::AT_FDCWD {
+        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?
+    } else {
+        std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok()?
+    };
+    Some(base.join(p))
+}

@@ -101,6 +101,11 @@ impl Protect {
         Ok(Protect { rules })
     }
 
+    /// The roots of the protected trees.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        self.rules.iter().flat_map(|r| r.bases.clone()).collect()
+    }
+
     /// Whether any rule exists (otherwise the filter leaves path calls in the kernel).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
@@ -145,6 +150,11 @@ impl Shared {
     /// Allows `rule` for the rest of the session.
     pub fn allow_rule(&mut self, rule: &str) {
         self.session_allowed.insert(rule.to_string());
+    }
+
+    /// Whether `rule` was allowed for the rest of the session.
+    pub fn is_allowed(&self, rule: &str) -> bool {
+        self.session_allowed.contains(rule)
     }
 
     /// Records the decision for a held action of `proc`.

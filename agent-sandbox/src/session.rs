@@ -408,6 +408,13 @@ fn run_in_cgroup(
     });
     let (gate_tx, gate_rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(std::sync::Mutex::new(gate::Shared::default()));
+    let mut roots = protect.roots();
+    roots.push(policy.workspace.clone());
+    let mass_delete = (
+        policy.mass_delete_files.value,
+        Duration::from_secs(policy.mass_delete_window_secs.value),
+        roots,
+    );
     let gate_cfg = opts.gate.then(|| {
         GateConfig::new(
             &policy,
@@ -422,6 +429,7 @@ fn run_in_cgroup(
         gate_rx,
         shared,
         timeout: Duration::from_secs(policy.approval_timeout_secs.value.max(1)),
+        mass_delete,
     };
     let (exit_code, mut sink) = rt.block_on(supervise(
         opts,
@@ -588,6 +596,8 @@ struct Approval {
     gate_rx: UnboundedReceiver<GateMsg>,
     shared: Arc<std::sync::Mutex<gate::Shared>>,
     timeout: Duration,
+    /// Mass-deletion threshold: deletions, window, and the trees they count under.
+    mass_delete: (u64, Duration, Vec<PathBuf>),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -641,6 +651,14 @@ async fn supervise(
     })?;
     let listener_cell: ListenerCell = Arc::default();
     let (cmds_tx, cmds_rx) = tokio::sync::mpsc::unbounded_channel::<Cmd>();
+    let (limit, window, roots) = approval.mass_delete;
+    sink.mass_delete = Some(approval::MassDeleteWatch::new(
+        limit,
+        window,
+        roots,
+        cmds_tx.clone(),
+        Arc::clone(&approval.shared),
+    ));
     let (broker_stop, broker_stop_rx) = oneshot::channel();
     let broker = Broker::new(
         BrokerConfig {
@@ -884,6 +902,8 @@ pub struct Sink {
     updates: Option<tokio::sync::broadcast::Sender<Arc<Vec<u8>>>>,
     /// Totals approvers see.
     counters: Arc<Counters>,
+    /// The mass-deletion detector.
+    mass_delete: Option<approval::MassDeleteWatch>,
 }
 
 impl Sink {
@@ -908,6 +928,7 @@ impl Sink {
             audit_failures: 0,
             updates: None,
             counters: Arc::default(),
+            mass_delete: None,
         }
     }
 
@@ -966,6 +987,19 @@ impl Sink {
                 .fetch_add(1, Ordering::Relaxed);
         }
         self.table.observe(&ev);
+        if let (
+            Some(w),
+            EventData::PathOp {
+                syscall,
+                path,
+                dirfd,
+                ..
+            },
+        ) = (self.mass_delete.as_mut(), &ev.data)
+            && matches!(*syscall, "unlink" | "unlinkat" | "rmdir")
+        {
+            w.observe(ev.pid, path, *dirfd);
+        }
         match ev.data {
             EventData::Exec { .. } => {
                 if let Some(prev) = self.pending_exec.insert(ev.pid, ev) {
