@@ -99,6 +99,10 @@ impl Workload {
             if self == Workload::Open {
                 defaults.push(Leg::Protected);
             }
+            // The gate's cost per exec is the difference to observation alone.
+            if self == Workload::Forkexec {
+                defaults.push(Leg::Observe);
+            }
             defaults
         } else {
             requested.to_vec()
@@ -131,6 +135,9 @@ impl Workload {
 pub enum Leg {
     /// the command alone
     Bare,
+    /// observation alone, without the exec/deletion gate:
+    /// `agent-sandbox run --stats-json FILE --user root --no-gate -- CMD`
+    Observe,
     /// `agent-sandbox run --stats-json FILE --user root -- CMD`
     Sandbox,
     /// the sandbox leg with a repository policy protecting 1 000 files:
@@ -146,6 +153,7 @@ impl Leg {
     pub fn name(self) -> &'static str {
         match self {
             Leg::Bare => "bare",
+            Leg::Observe => "observe",
             Leg::Sandbox => "sandbox",
             Leg::Protected => "protected",
             Leg::Strace => "strace",
@@ -154,7 +162,7 @@ impl Leg {
 
     /// Whether the leg runs an `agent-sandbox run` session (root, statistics file).
     pub fn is_sandboxed(self) -> bool {
-        matches!(self, Leg::Sandbox | Leg::Protected)
+        matches!(self, Leg::Observe | Leg::Sandbox | Leg::Protected)
     }
 }
 
@@ -534,6 +542,9 @@ fn leg_argv(
         Leg::Sandbox => {
             // the bench runs as root and may have no SUDO_UID to drop to; say who runs it
             full.extend(["--user", "root"].map(OsString::from));
+        }
+        Leg::Observe => {
+            full.extend(["--user", "root", "--no-gate"].map(OsString::from));
         }
         Leg::Protected => {
             let setup = ctx

@@ -26,6 +26,8 @@ const PROTECTED_OVER_SANDBOX_BAR_PCT: f64 = 5.0;
 const SCAN_BAR_MB_PER_S: f64 = 200.0;
 /// The agent's tree is gone within this long after a SIGKILL of its supervisor (median).
 const SIGKILL_BAR_MS: f64 = 100.0;
+/// Issue 4: time the gate adds to one non-destructive exec, over observation alone.
+const GATE_PER_EXEC_BAR_US: f64 = 50.0;
 
 /// The machine the numbers were taken on.
 #[derive(Debug, Serialize)]
@@ -376,7 +378,21 @@ impl WorkloadReport {
                         .map(|pct| (format!("{pct:+.1}%"), pct <= PROTECTED_OVER_SANDBOX_BAR_PCT)),
                 ),
             ],
-            Workload::Forkexec => Vec::new(),
+            Workload::Forkexec => vec![judge_if(
+                selected(Leg::Sandbox) && selected(Leg::Observe),
+                format!("gate adds <= {GATE_PER_EXEC_BAR_US} µs per exec over observe"),
+                match (
+                    self.legs.get(&Leg::Sandbox).and_then(|s| s.median_ms),
+                    self.legs.get(&Leg::Observe).and_then(|s| s.median_ms),
+                ) {
+                    (Some(gated), Some(observed)) => {
+                        let us = (gated - observed) * 1000.0
+                            / f64::from(super::workloads::FORKEXEC_ITERATIONS);
+                        Some((format!("{us:+.1} µs"), us <= GATE_PER_EXEC_BAR_US))
+                    }
+                    _ => None,
+                },
+            )],
             Workload::Build => vec![
                 overhead(BUILD_OVERHEAD_BAR_PCT),
                 judge(

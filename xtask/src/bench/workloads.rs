@@ -15,7 +15,7 @@ use crate::util;
 /// openat+close calls per run of the `open` workload.
 const OPEN_ITERATIONS: u32 = 200_000;
 /// fork+exec+wait rounds per run of the `forkexec` workload.
-const FORKEXEC_ITERATIONS: u32 = 2_000;
+pub(super) const FORKEXEC_ITERATIONS: u32 = 2_000;
 
 /// The crate the `build` workload compiles: a real project with ~30 dependencies and build
 /// scripts, written by none of us.
