@@ -736,9 +736,13 @@ mod tests {
     #[test]
     fn workloads_choose_their_legs() {
         use Leg::*;
-        // defaults: protected only for open, scan bare only
+        // defaults: protected only for open, observe only for forkexec, scan bare only
         assert_eq!(Workload::Open.legs(&[]), [Bare, Sandbox, Protected, Strace]);
-        for w in [Workload::Forkexec, Workload::Build, Workload::True] {
+        assert_eq!(
+            Workload::Forkexec.legs(&[]),
+            [Bare, Observe, Sandbox, Strace]
+        );
+        for w in [Workload::Build, Workload::True] {
             assert_eq!(w.legs(&[]), [Bare, Sandbox, Strace], "{}", w.name());
         }
         assert_eq!(Workload::Scan.legs(&[]), [Bare]);
