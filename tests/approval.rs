@@ -694,6 +694,14 @@ fn the_tui_in_a_real_terminal_allows_denies_allows_for_the_session_and_freezes()
     // Attach once the session (and its socket) exists.
     let (_, child) = se.wait_held(child);
     let pid = child.id();
+    // The script waits for `end`: whatever fails below, the session must not outlive the test.
+    struct EndOnDrop(PathBuf);
+    impl Drop for EndOnDrop {
+        fn drop(&mut self) {
+            let _ = fs::write(&self.0, "");
+        }
+    }
+    let _end = EndOnDrop(se.ws.join("end"));
     let tui = Tmux::start(
         &format!("as-tui-{pid}"),
         &format!("{BIN} attach --state-dir {}", se.state.display()),
