@@ -70,7 +70,7 @@ impl Workspace {
         self.scratch.path(p)
     }
 
-    /// `agent-sandbox run --user nobody --state-dir STATE [extra] -- bash -c SCRIPT`, started
+    /// `agent-sandbox run --user nobody --state-dir STATE [extra] -- bash SCRIPT`, started
     /// in the workspace.
     fn run(&self, extra: &[&str], script: &str) -> std::process::Output {
         let mut opts = vec![
@@ -80,7 +80,8 @@ impl Workspace {
             self.state.to_str().unwrap(),
         ];
         opts.extend_from_slice(extra);
-        let mut cmd = sandbox(&opts, &["/bin/bash", "-c", script]);
+        let file = script_file(&self.scratch.dir, script);
+        let mut cmd = sandbox(&opts, &["/bin/bash", file.to_str().unwrap()]);
         cmd.current_dir(&self.scratch.dir);
         run_with_deadline(cmd, LONG)
     }
@@ -374,7 +375,10 @@ paths = ["creds/**"]
             "--events",
             ev.to_str().unwrap(),
         ],
-        &["/bin/bash", "-c", &script],
+        &[
+            "/bin/bash",
+            script_file(&ws.scratch.dir, &script).to_str().unwrap(),
+        ],
     );
     cmd.current_dir(&ws.scratch.dir);
     let child = spawn(cmd);

@@ -102,6 +102,11 @@ pub(crate) fn judge_delete(t: &Arg, scope: &Scope, recursive: bool) -> Option<Fi
         }
         Target::Under { dir, class } => {
             let shown = format!("{} (somewhere under {})", t.text, dir.display());
+            // `rm -f /tmp/x.$$`: a single file somewhere in a temp directory (at worst the
+            // directory itself, which a non-recursive rm cannot remove).
+            if !recursive && paths::is_temp_dir(&dir) {
+                return None;
+            }
             let rule = match class {
                 // xargs/find input lies below the directory, never the directory itself.
                 Class::WorkspaceRoot if t.mass => RuleId::RmRecursiveWorkspace,

@@ -154,6 +154,11 @@ fn classify_path(p: &Path, scope: &Scope) -> Class {
     Class::Outside
 }
 
+/// Whether `p` is one of the scratch directories themselves (`/tmp`, `/var/tmp`, `/dev/shm`).
+pub(crate) fn is_temp_dir(p: &Path) -> bool {
+    TEMP_DIRS.iter().any(|t| p == Path::new(t))
+}
+
 /// Classifies a deletion target argument.
 pub(crate) fn target(arg: &Arg, scope: &Scope) -> Target {
     if !arg.known {

@@ -2,8 +2,9 @@
 //! and the supervisor's side of the listener.
 //!
 //! The filter sends `execve`/`execveat` (and, when the policy protects paths, the deletion,
-//! rename and truncation calls) to the supervisor, refuses what an agent never needs and what
-//! touches the sandbox's own machinery (`bpf`, module and kexec loading), and allows the rest
+//! rename and truncation calls, refusing io_uring then) to the supervisor, refuses what an
+//! agent never needs and what touches the sandbox's own machinery (`bpf`, module and kexec
+//! loading), and allows the rest
 //! in the kernel. It is inherited by every descendant and cannot be removed. A notified task
 //! waits inside the system call until the supervisor answers; with
 //! `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` only a fatal signal ends that wait once the
@@ -46,15 +47,14 @@ const PATH_CALLS: [i64; 9] = [
     libc::SYS_openat2,
 ];
 /// Refused with EPERM: an agent never needs them, and they reach the sandbox's own machinery
-/// (eBPF programs, kernel modules, the running kernel) or bypass the path gate (io_uring).
-const DENIED_CALLS: [i64; 7] = [
+/// (eBPF programs, kernel modules, the running kernel).
+const DENIED_CALLS: [i64; 6] = [
     libc::SYS_bpf,
     libc::SYS_init_module,
     libc::SYS_finit_module,
     libc::SYS_delete_module,
     libc::SYS_kexec_load,
     libc::SYS_kexec_file_load,
-    libc::SYS_io_uring_setup,
 ];
 
 /// Where a conditional jump goes.
@@ -98,6 +98,9 @@ impl Filter {
             p.push(JumpEq(nr as u32, To::Notify, To::Next));
         }
         if paths {
+            // io_uring can unlink and rename without any of the calls below: refused while
+            // paths are gated (credential reads through it still hit the fanotify marks).
+            p.push(JumpEq(libc::SYS_io_uring_setup as u32, To::Deny, To::Next));
             for nr in PATH_CALLS {
                 p.push(JumpEq(nr as u32, To::Notify, To::Next));
             }

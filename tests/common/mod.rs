@@ -120,6 +120,18 @@ pub fn wait_output(child: Child, deadline: Duration) -> Output {
     }
 }
 
+/// Writes `text` to a new executable script in `dir` and returns its path. Scripts are run as
+/// `bash FILE` rather than `bash -c TEXT`: the gate classifies an exec's argv, and test
+/// scripts full of `eval` would (rightly) be held for a human as dynamic commands.
+pub fn script_file(dir: &Path, text: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("script-{n}.sh"));
+    fs::write(&path, text).expect("write script");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
+    path
+}
+
 /// Parses a JSON Lines events file.
 pub fn read_events(path: &Path) -> Vec<Value> {
     let text = fs::read_to_string(path)
