@@ -19,6 +19,23 @@ struct Session {
     s: Scratch,
     ws: PathBuf,
     state: PathBuf,
+    /// Supervisors this test started: killed on drop if still running, so that a failing
+    /// test leaves no held or frozen session behind (the watchdog then ends the tree).
+    started: std::cell::RefCell<Vec<u32>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let state = self.state.to_string_lossy().into_owned();
+        for &pid in self.started.borrow().iter() {
+            let ours = fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&state));
+            if ours && alive(pid) {
+                // SAFETY: kill(2) of a supervisor this test started (checked by its cmdline).
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
 }
 
 const POLICY: &str = r#"
@@ -38,7 +55,12 @@ impl Session {
         fs::create_dir_all(&state).unwrap();
         fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
         fs::write(ws.join("policy.toml"), format!("{POLICY}{extra_policy}")).unwrap();
-        let me = Session { s, ws, state };
+        let me = Session {
+            s,
+            ws,
+            state,
+            started: Default::default(),
+        };
         me.fill_backups();
         me
     }
@@ -60,16 +82,22 @@ impl Session {
 
     /// Starts `bash SCRIPT` under the sandbox as nobody, in the workspace.
     fn start(&self, script: &str) -> Child {
-        let path = self.s.path("script.sh");
-        fs::write(&path, script).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        self.start_as("nobody", script)
+    }
+
+    /// Starts `bash SCRIPT` under the sandbox as `user`, in the workspace.
+    fn start_as(&self, user: &str, script: &str) -> Child {
+        let path = script_file(&self.s.dir, script);
         let mut c = Command::new(BIN);
-        c.args(["run", "--user", "nobody", "--trust-policy", "--state-dir"])
+        c.args(["run", "--user", user, "--trust-policy", "--state-dir"])
             .arg(&self.state)
             .args(["--", "/bin/bash"])
             .arg(&path)
-            .current_dir(&self.ws);
-        spawn(c)
+            .current_dir(&self.ws)
+            .stdin(Stdio::null());
+        let child = spawn(c);
+        self.started.borrow_mut().push(child.id());
+        child
     }
 
     /// The actions held now (via `decide --list --json`).
@@ -133,13 +161,14 @@ impl Session {
         (holds, wait_output(child, Duration::from_secs(30)))
     }
 
+    /// The audit log of the newest session in the state directory.
     fn audit(&self) -> Vec<Value> {
-        let dir = self.state.join("audit");
-        let log = fs::read_dir(&dir)
+        let log = fs::read_dir(self.state.join("audit"))
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .max_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
             .expect("an audit log");
         read_events(&log)
     }
@@ -272,14 +301,7 @@ fn allow_session_freeze_and_kill() {
             .status
             .success()
     );
-    let cg = PathBuf::from(
-        se.audit()
-            .iter()
-            .find(|e| e["kind"] == "session_start")
-            .unwrap()["cgroup"]
-            .as_str()
-            .unwrap(),
-    );
+    let cg = session_cgroup(&se.audit());
     // The rule allowed for the session is not asked again; the protected tree is another
     // rule and is: one more hold, for the first deletion in backups/.
     let (more, out) = se.answer_all(child, "allow");
@@ -298,15 +320,7 @@ fn allow_session_freeze_and_kill() {
     let (h, child) =
         se.wait_held(se.start("sleep 1000 & bash -c 'rm -rf backups'; echo after=$?; wait\n"));
     let id = h["id"].as_u64().unwrap();
-    let cg = PathBuf::from(
-        se.audit()
-            .iter()
-            .rev()
-            .find(|e| e["kind"] == "session_start")
-            .unwrap()["cgroup"]
-            .as_str()
-            .unwrap(),
-    );
+    let cg = session_cgroup(&se.audit());
     assert!(se.decide(0, "freeze").status.success());
     assert!(
         wait_until(Duration::from_secs(5), || fs::read_to_string(
@@ -393,16 +407,7 @@ fn the_sandbox_cannot_approve_its_own_request_or_release_a_held_process() {
          sleep 1; ls backups >/dev/null && echo STILL-THERE\n\
          wait $held; echo held-exit=$?\n"
     );
-    let path = se.s.path("tamper.sh");
-    fs::write(&path, &script).unwrap();
-    let mut c = Command::new(BIN);
-    c.args(["run", "--user", "root", "--trust-policy", "--state-dir"])
-        .arg(&se.state)
-        .args(["--", "/bin/bash"])
-        .arg(&path)
-        .current_dir(&se.ws)
-        .stdin(Stdio::null());
-    let (h, child) = se.wait_held(spawn(c));
+    let (h, child) = se.wait_held(se.start_as("root", &script));
     // Give the agent's attempts time to run, then check the hold still stands.
     std::thread::sleep(Duration::from_secs(3));
     let still: Vec<Value> = se.held();
@@ -725,14 +730,7 @@ fn the_tui_in_a_real_terminal_allows_denies_allows_for_the_session_and_freezes()
         .join("three")
         .exists()
         && !se.ws.join("four").exists()));
-    let cg = PathBuf::from(
-        se.audit()
-            .iter()
-            .find(|e| e["kind"] == "session_start")
-            .unwrap()["cgroup"]
-            .as_str()
-            .unwrap(),
-    );
+    let cg = session_cgroup(&se.audit());
     let frozen = || {
         fs::read_to_string(cg.join("cgroup.freeze"))
             .map(|f| f.trim() == "1")
@@ -792,14 +790,7 @@ fn a_burst_of_deletions_by_any_means_freezes_the_tree_until_a_human_decides() {
     .unwrap();
     let (h, child) = se.wait_held(se.start(&format!("python3 {}; echo py=$?\n", py.display())));
     assert_eq!(h["kind"], "mass-delete", "{h:#}");
-    let cg = PathBuf::from(
-        se.audit()
-            .iter()
-            .find(|e| e["kind"] == "session_start")
-            .unwrap()["cgroup"]
-            .as_str()
-            .unwrap(),
-    );
+    let cg = session_cgroup(&se.audit());
     assert_eq!(
         fs::read_to_string(cg.join("cgroup.freeze")).unwrap().trim(),
         "1",
@@ -818,4 +809,43 @@ fn a_burst_of_deletions_by_any_means_freezes_the_tree_until_a_human_decides() {
     assert_eq!(left(), while_frozen, "{log}");
     let audit = se.audit();
     assert!(of_kind(&audit, "freeze").len() == 1 && of_kind(&audit, "thaw").len() == 1);
+}
+
+#[test]
+fn the_filter_refuses_bpf_and_module_loading_and_io_uring_while_paths_are_gated() {
+    let se = Session::new("gate-syscalls", "");
+    let py = se.s.path("syscalls.py");
+    fs::write(
+        &py,
+        "import ctypes, os\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         buf = ctypes.create_string_buffer(256)\n\
+         for name, nr, args in [('io_uring_setup', 425, (4, buf)), ('bpf', 321, (0, buf, 64)),\n\
+         \x20                      ('init_module', 175, (buf, 0, buf))]:\n\
+         \x20   r = libc.syscall(nr, *args)\n\
+         \x20   print(name, 'EPERM' if r < 0 and ctypes.get_errno() == 1 else 'not-refused')\n",
+    )
+    .unwrap();
+    let script = format!("python3 {}\n", py.display());
+    // With [[files.protect]] rules: all three refused.
+    let (holds, out) = se.answer_all(se.start(&script), "deny");
+    let log = text(&out);
+    assert!(holds.is_empty(), "{holds:#?}");
+    for name in ["io_uring_setup", "bpf", "init_module"] {
+        assert!(log.contains(&format!("{name} EPERM")), "{log}");
+    }
+    // Without them (the embedded default alone): io_uring stays, bpf and modules do not.
+    let out = run_with_deadline(
+        sandbox(
+            &["--user", "nobody"],
+            &["/usr/bin/python3", py.to_str().unwrap()],
+        ),
+        Duration::from_secs(60),
+    );
+    let log = text(&out);
+    assert!(log.contains("io_uring_setup not-refused"), "{log}");
+    assert!(
+        log.contains("bpf EPERM") && log.contains("init_module EPERM"),
+        "{log}"
+    );
 }

@@ -329,10 +329,9 @@ impl Broker {
 
     fn decide(&mut self, id: u64, decision: Decision, by: Approver) -> Reply {
         match decision {
+            // The tree is what freezes: the id only says where the approver was looking, and
+            // may name an action decided a moment ago.
             Decision::Freeze | Decision::Thaw => {
-                if id != 0 && !self.pending.contains_key(&id) {
-                    return self.unknown(id);
-                }
                 match self.set_frozen(decision == Decision::Freeze, by) {
                     Ok(()) => Reply::Done {
                         message: format!(
@@ -762,7 +761,8 @@ async fn read_line(
     Ok(n > 0)
 }
 
-/// Running sessions' approval sockets in `state_dir`, by session name.
+/// Running sessions' approval sockets in `state_dir`, by session name. A socket nobody
+/// listens on (its supervisor was killed) is removed.
 pub fn sessions(state_dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(socket_dir(state_dir))
         .into_iter()
@@ -772,6 +772,15 @@ pub fn sessions(state_dir: &Path) -> Vec<(String, PathBuf)> {
             let p = e.path();
             let name = p.file_name()?.to_str()?.strip_suffix(".sock")?.to_string();
             Some((name, p))
+        })
+        .filter(|(_, p)| {
+            let refused = short_path(p)
+                .and_then(|(_dir, short)| std::os::unix::net::UnixStream::connect(short))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+            if refused {
+                let _ = std::fs::remove_file(p);
+            }
+            !refused
         })
         .collect();
     out.sort();
