@@ -197,7 +197,7 @@ impl Broker {
             };
             tokio::select! {
                 msg = gate_rx.recv() => match msg {
-                    Some(GateMsg::Hold(req)) => self.hold(req),
+                    Some(GateMsg::Hold(req)) => self.hold(*req),
                     Some(GateMsg::Refused(rec)) => {
                         self.denied += 1;
                         self.record(rec);
@@ -222,21 +222,10 @@ impl Broker {
         self.next_id += 1;
         self.held += 1;
         let now = Instant::now();
-        let held = Held {
-            id,
-            kind: req.kind,
-            pid: req.proc.tgid,
-            command: req.command.clone(),
-            cwd: req.cwd.clone(),
-            paths: req.paths.clone(),
-            ancestry: req.ancestry.clone(),
-            rule: req.rule.clone(),
-            why: req.why.clone(),
-            severity: req.severity.clone(),
-            origin: req.origin.clone(),
-            since: crate::session::now_rfc3339(),
-            timeout_secs: self.cfg.timeout.as_secs(),
-        };
+        let mut held = req.held.clone();
+        held.id = id;
+        held.since = crate::session::now_rfc3339();
+        held.timeout_secs = self.cfg.timeout.as_secs();
         self.announce_hold(&held, gate::shown(&req));
         self.record(json!({
             "kind": "held",
@@ -449,7 +438,7 @@ impl Broker {
                 self.frozen = false;
             }
             (Some(req), _) => {
-                gate::lock(&self.shared).grant(req.proc, req.kind, &rule, allow);
+                gate::lock(&self.shared).grant(req.proc, req.held.kind, &rule, allow);
                 if let Some(l) = self.listener.get() {
                     let r = if allow {
                         l.allow(req.notif)
@@ -466,7 +455,7 @@ impl Broker {
                             req.tid,
                             &format!(
                                 "agent-sandbox: held {} {} (rule {}): {reason}",
-                                gate::kind_word(req.kind),
+                                gate::kind_word(req.held.kind),
                                 gate::shown(req),
                                 rule
                             ),
@@ -652,8 +641,14 @@ pub async fn serve(
     records: UnboundedSender<serde_json::Value>,
 ) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors and the like: try again shortly rather than spin.
+                eprintln!("agent-sandbox: approval socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let peer = stream.peer_cred().ok().and_then(|c| c.pid());
         let inside = match peer {

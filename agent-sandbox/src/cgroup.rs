@@ -5,7 +5,7 @@
 //! `cgroup.kill` ends every process of the tree at once, daemons included.
 
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -221,12 +221,7 @@ impl SessionCgroup {
 
     /// Kills every process in the cgroup (`cgroup.kill`) and waits until it is empty.
     pub fn kill_all(&self) -> Result<(), CgroupError> {
-        let p = self.path.join("cgroup.kill");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .map_err(io_err("opening", &p))?;
-        f.write_all(b"1").map_err(io_err("writing", &p))?;
+        kill_now(&self.path)?;
         if self.wait_empty(Duration::from_secs(5))? {
             Ok(())
         } else {
@@ -251,7 +246,7 @@ impl SessionCgroup {
 
 /// rmdir of a just-emptied cgroup can briefly fail with EBUSY while the kernel finishes
 /// releasing exiting tasks.
-fn remove_dir_retry(path: &Path, patience: Duration) -> Result<(), CgroupError> {
+pub fn remove_dir_retry(path: &Path, patience: Duration) -> Result<(), CgroupError> {
     let deadline = Instant::now() + patience;
     loop {
         match fs::remove_dir(path) {

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -353,28 +353,11 @@ fn answer_loop(fan: &OwnedFd, stop: RawFd, d: &Decider, out: &UnboundedSender<Re
     let mut buf = vec![0u8; 64 * 1024];
     let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: fan.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: stop,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: polling two descriptors we own.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        if fds[1].revents != 0 {
-            return;
+        // SAFETY: `stop` stays open for as long as this loop runs (its owner joins us).
+        let stop_fd = unsafe { BorrowedFd::borrow_raw(stop) };
+        match crate::poll::either(fan.as_fd(), stop_fd) {
+            Ok([_, 0]) => {}
+            _ => return,
         }
         // SAFETY: reading into our own buffer.
         let n = unsafe { libc::read(fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };

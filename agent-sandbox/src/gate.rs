@@ -15,12 +15,12 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use agent_sandbox_tui::proto::{Ancestor, HeldKind};
+use agent_sandbox_tui::proto::{Ancestor, Held, HeldKind};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -197,7 +197,8 @@ impl Shared {
     }
 }
 
-/// A held action, handed to the broker with everything approvers are shown.
+/// A held action, handed to the broker: what approvers are shown (`held`, whose id, time and
+/// timeout the broker fills in) and how to answer it.
 #[derive(Debug)]
 pub struct HoldRequest {
     /// The notification to answer.
@@ -206,31 +207,27 @@ pub struct HoldRequest {
     pub proc: ProcKey,
     /// The waiting thread.
     pub tid: u32,
-    /// Kind of action.
-    pub kind: HeldKind,
-    /// The command (exec's argv, or the process's command line).
-    pub command: Vec<String>,
-    /// Working directory.
-    pub cwd: String,
-    /// Paths involved.
-    pub paths: Vec<String>,
-    /// Ancestry, the process first.
-    pub ancestry: Vec<Ancestor>,
-    /// The rule.
-    pub rule: String,
-    /// Its explanation.
-    pub why: String,
-    /// Severity, when the rule has one.
-    pub severity: Option<String>,
-    /// Where the rule comes from.
-    pub origin: String,
+    /// What approvers see.
+    pub held: Held,
+}
+
+impl HoldRequest {
+    /// A request for notification `n`; the process is filled in by [`Gate::decide`].
+    fn new(n: &Notif, held: Held) -> Self {
+        HoldRequest {
+            notif: n.id,
+            proc: ProcKey { tgid: 0, start: 0 },
+            tid: n.pid,
+            held,
+        }
+    }
 }
 
 /// What the gate tells the rest of the supervisor.
 #[derive(Debug)]
 pub enum GateMsg {
     /// Hold this for a human.
-    Hold(HoldRequest),
+    Hold(Box<HoldRequest>),
     /// Refused at once by a deny rule (or because it could not be inspected): a record.
     Refused(serde_json::Value),
 }
@@ -238,14 +235,7 @@ pub enum GateMsg {
 /// The gate's configuration and state, moved onto its thread by [`spawn`].
 pub struct Gate {
     listener: Arc<Listener>,
-    detector: Detector,
-    protect: Protect,
-    /// `[[exec.rule]]` ids and where they are written.
-    exec_origins: HashMap<String, String>,
-    workspace: PathBuf,
-    home: PathBuf,
-    shared: Arc<Mutex<Shared>>,
-    out: UnboundedSender<GateMsg>,
+    cfg: GateConfig,
     /// The supervisor's pid: where ancestry stops.
     supervisor: u32,
 }
@@ -260,13 +250,7 @@ impl Gate {
     fn new(listener: Arc<Listener>, cfg: GateConfig) -> Gate {
         Gate {
             listener,
-            detector: cfg.detector,
-            protect: cfg.protect,
-            exec_origins: cfg.exec_origins,
-            workspace: cfg.workspace,
-            home: cfg.home,
-            shared: cfg.shared,
-            out: cfg.out,
+            cfg,
             supervisor: std::process::id(),
         }
     }
@@ -276,31 +260,19 @@ impl Gate {
     pub fn run(self, stop: OwnedFd) {
         let mut handled: u64 = 0;
         loop {
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.listener.raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: stop.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: poll on two descriptors we own, in an array we own.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if r < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
+            // SAFETY: the listener's fd stays open for the life of `self.listener`.
+            let listener = unsafe { BorrowedFd::borrow_raw(self.listener.raw_fd()) };
+            let revents = match crate::poll::either(listener, stop.as_fd()) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("agent-sandbox: gate: poll: {e}");
+                    return;
                 }
-                eprintln!("agent-sandbox: gate: poll: {}", io::Error::last_os_error());
+            };
+            if revents[1] != 0 {
                 return;
             }
-            if fds[1].revents != 0 {
-                return;
-            }
-            if fds[0].revents & libc::POLLIN != 0 {
+            if revents[0] & libc::POLLIN != 0 {
                 match self.listener.recv() {
                     Ok(Some(n)) => self.handle(&n),
                     Ok(None) => {}
@@ -311,9 +283,9 @@ impl Gate {
                 }
                 handled += 1;
                 if handled.is_multiple_of(4096) {
-                    lock(&self.shared).prune();
+                    lock(&self.cfg.shared).prune();
                 }
-            } else if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            } else if revents[0] & (libc::POLLHUP | libc::POLLERR) != 0 {
                 // Every process that had the filter is gone.
                 return;
             }
@@ -336,10 +308,11 @@ impl Gate {
     }
 
     fn on_exec(&self, n: &Notif) -> io::Result<()> {
-        let (dirfd, path, argv, envp) = if n.nr == libc::SYS_execve {
-            (libc::AT_FDCWD, n.args[0], n.args[1], n.args[2])
+        // execveat's path is relative to its dirfd: shown as given, argv is what is judged.
+        let (path, argv, envp) = if n.nr == libc::SYS_execve {
+            (n.args[0], n.args[1], n.args[2])
         } else {
-            (n.args[0] as i32, n.args[1], n.args[2], n.args[3])
+            (n.args[1], n.args[2], n.args[3])
         };
         let filename = lossy(seccomp::read_cstr(n.pid, path, MAX_PATH)?);
         let Some(argv) = read_strings(n.pid, argv)? else {
@@ -369,39 +342,43 @@ impl Gate {
         } else {
             argv
         };
-        let verdict = self.detector.classify(&CommandContext {
+        let verdict = self.cfg.detector.classify(&CommandContext {
             argv: &argv,
             cwd: &cwd,
             env: &env,
-            workspace: Some(&self.workspace),
-            home: Some(&self.home),
+            workspace: Some(&self.cfg.workspace),
+            home: Some(&self.cfg.home),
         });
         if verdict.action == detect::Action::Allow {
             return self.listener.allow(n.id);
         }
         let rule = verdict.rule_id.clone().unwrap_or_else(|| "exec".into());
         let origin = self
+            .cfg
             .exec_origins
             .get(&rule)
             .cloned()
             .unwrap_or_else(|| "built-in detector rules".into());
-        let _ = dirfd;
         self.decide(
             n,
-            HoldRequest {
-                notif: n.id,
-                proc: ProcKey { tgid: 0, start: 0 },
-                tid: n.pid,
-                kind: HeldKind::Exec,
-                command: argv,
-                cwd: cwd.to_string_lossy().into_owned(),
-                paths: vec![filename],
-                ancestry: Vec::new(),
-                rule,
-                why: verdict.explanation,
-                severity: verdict.severity.map(|s| s.to_string()),
-                origin,
-            },
+            HoldRequest::new(
+                n,
+                Held {
+                    id: 0,
+                    pid: 0,
+                    since: String::new(),
+                    timeout_secs: 0,
+                    kind: HeldKind::Exec,
+                    command: argv,
+                    cwd: cwd.to_string_lossy().into_owned(),
+                    paths: vec![filename],
+                    ancestry: Vec::new(),
+                    rule,
+                    why: verdict.explanation,
+                    severity: verdict.severity.map(|s| s.to_string()),
+                    origin,
+                },
+            ),
             verdict.action == detect::Action::Deny,
         )
     }
@@ -411,24 +388,28 @@ impl Gate {
         let cwd = proc_cwd(n.pid);
         self.decide(
             n,
-            HoldRequest {
-                notif: n.id,
-                proc: ProcKey { tgid: 0, start: 0 },
-                tid: n.pid,
-                kind: HeldKind::Exec,
-                command: vec![filename.clone(), "…".into()],
-                cwd: cwd.to_string_lossy().into_owned(),
-                paths: vec![filename],
-                ancestry: Vec::new(),
-                rule: "gate.too-long".into(),
-                why: format!(
-                    "the command's arguments exceed what the gate inspects ({MAX_ARGS} \
+            HoldRequest::new(
+                n,
+                Held {
+                    id: 0,
+                    pid: 0,
+                    since: String::new(),
+                    timeout_secs: 0,
+                    kind: HeldKind::Exec,
+                    command: vec![filename.clone(), "…".into()],
+                    cwd: cwd.to_string_lossy().into_owned(),
+                    paths: vec![filename],
+                    ancestry: Vec::new(),
+                    rule: "gate.too-long".into(),
+                    why: format!(
+                        "the command's arguments exceed what the gate inspects ({MAX_ARGS} \
                      arguments, {} MiB): it could not be classified",
-                    MAX_ARG_BYTES >> 20
-                ),
-                severity: Some("medium".into()),
-                origin: "agent-sandbox".into(),
-            },
+                        MAX_ARG_BYTES >> 20
+                    ),
+                    severity: Some("medium".into()),
+                    origin: "agent-sandbox".into(),
+                },
+            ),
             false,
         )
     }
@@ -477,7 +458,7 @@ impl Gate {
                 continue;
             };
             if hit.is_none() {
-                hit = self.protect.check(&p, tree);
+                hit = self.cfg.protect.check(&p, tree);
             }
             paths.push(p.to_string_lossy().into_owned());
         }
@@ -487,24 +468,28 @@ impl Gate {
         let Some(rule) = hit else {
             return self.listener.allow(n.id);
         };
-        let r = &self.protect.rules[rule];
+        let r = &self.cfg.protect.rules[rule];
         let command = proc_cmdline(n.pid);
         self.decide(
             n,
-            HoldRequest {
-                notif: n.id,
-                proc: ProcKey { tgid: 0, start: 0 },
-                tid: n.pid,
-                kind,
-                command,
-                cwd: proc_cwd(n.pid).to_string_lossy().into_owned(),
-                paths,
-                ancestry: Vec::new(),
-                rule: r.id.clone(),
-                why: r.why.clone(),
-                severity: None,
-                origin: r.origin.clone(),
-            },
+            HoldRequest::new(
+                n,
+                Held {
+                    id: 0,
+                    pid: 0,
+                    since: String::new(),
+                    timeout_secs: 0,
+                    kind,
+                    command,
+                    cwd: proc_cwd(n.pid).to_string_lossy().into_owned(),
+                    paths,
+                    ancestry: Vec::new(),
+                    rule: r.id.clone(),
+                    why: r.why.clone(),
+                    severity: None,
+                    origin: r.origin.clone(),
+                },
+            ),
             r.action == ProtectAction::Deny,
         )
     }
@@ -517,8 +502,9 @@ impl Gate {
             return Ok(());
         };
         req.proc = proc;
+        req.held.pid = proc.tgid;
         if !deny {
-            match lock(&self.shared).standing(&chain, &req.rule) {
+            match lock(&self.cfg.shared).standing(&chain, &req.held.rule) {
                 Some(true) => return self.listener.allow(n.id),
                 Some(false) => {
                     tell(
@@ -526,9 +512,9 @@ impl Gate {
                         &format!(
                             "agent-sandbox: refused {} {}: rule {} — a human denied this \
                              earlier for this process",
-                            kind_word(req.kind),
+                            kind_word(req.held.kind),
                             shown(&req),
-                            req.rule
+                            req.held.rule
                         ),
                     );
                     return self.listener.fail(n.id, libc::EPERM);
@@ -536,7 +522,7 @@ impl Gate {
                 None => {}
             }
         }
-        req.ancestry = chain
+        req.held.ancestry = chain
             .iter()
             .take(MAX_ANCESTRY)
             .map(|k| Ancestor {
@@ -552,13 +538,13 @@ impl Gate {
                 n.pid,
                 &format!(
                     "agent-sandbox: refused {} {}: rule {}{}",
-                    kind_word(req.kind),
+                    kind_word(req.held.kind),
                     shown(&req),
-                    req.rule,
-                    if req.why.is_empty() {
+                    req.held.rule,
+                    if req.held.why.is_empty() {
                         String::new()
                     } else {
-                        format!(" ({})", req.why)
+                        format!(" ({})", req.held.why)
                     }
                 ),
             );
@@ -567,20 +553,20 @@ impl Gate {
                 "time": crate::session::now_rfc3339(),
                 "pid": req.proc.tgid,
                 "fields": {
-                    "action": kind_word(req.kind),
-                    "command": req.command,
-                    "cwd": req.cwd,
-                    "paths": req.paths,
-                    "rule": req.rule,
-                    "why": req.why,
-                    "origin": req.origin,
-                    "ancestry": req.ancestry.iter().map(|a| a.pid).collect::<Vec<_>>(),
+                    "action": kind_word(req.held.kind),
+                    "command": req.held.command,
+                    "cwd": req.held.cwd,
+                    "paths": req.held.paths,
+                    "rule": req.held.rule,
+                    "why": req.held.why,
+                    "origin": req.held.origin,
+                    "ancestry": req.held.ancestry.iter().map(|a| a.pid).collect::<Vec<_>>(),
                 },
             });
-            let _ = self.out.send(GateMsg::Refused(record));
+            let _ = self.cfg.out.send(GateMsg::Refused(record));
             return self.listener.fail(n.id, libc::EPERM);
         }
-        if self.out.send(GateMsg::Hold(req)).is_err() {
+        if self.cfg.out.send(GateMsg::Hold(Box::new(req))).is_err() {
             // Nobody can decide any more: fail closed.
             return self.listener.fail(n.id, libc::EPERM);
         }
@@ -588,7 +574,7 @@ impl Gate {
     }
 }
 
-/// What the gate is built from.
+/// What the gate is built from (and keeps: detector, rules, shared state, output).
 pub struct GateConfig {
     detector: Detector,
     protect: Protect,
@@ -685,9 +671,9 @@ pub fn kind_word(kind: HeldKind) -> &'static str {
 
 /// The command or path a message names.
 pub fn shown(req: &HoldRequest) -> String {
-    match req.kind {
-        HeldKind::Exec => format!("`{}`", req.command.join(" ")),
-        _ => req.paths.join(" -> "),
+    match req.held.kind {
+        HeldKind::Exec => format!("`{}`", req.held.command.join(" ")),
+        _ => req.held.paths.join(" -> "),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod launch;
 pub mod leftovers;
 pub mod network;
 pub mod policy;
+pub mod poll;
 pub mod seccomp;
 pub mod secrets;
 pub mod session;

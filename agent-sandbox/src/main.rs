@@ -543,16 +543,10 @@ fn decide(
     state_dir: &std::path::Path,
 ) -> Result<i32> {
     use agent_sandbox_tui::proto::{Approver, Decision, Reply, Request};
-    let all = approval::sessions(state_dir);
-    let chosen: Vec<(String, PathBuf)> = match &session {
-        Some(name) => match all.iter().find(|(n, _)| n == name) {
-            Some(s) => vec![s.clone()],
-            None => bail!(
-                "no running session is named {name} (running: {})",
-                names(&all)
-            ),
-        },
-        None => all.clone(),
+    // Listing shows every running session unless one is named; deciding needs exactly one.
+    let chosen: Vec<(String, PathBuf)> = match (&session, list) {
+        (None, true) => approval::sessions(state_dir),
+        _ => vec![pick_session(state_dir, session.as_deref())?],
     };
     if chosen.is_empty() {
         bail!(
@@ -624,13 +618,6 @@ fn decide(
     let Some(decision) = Decision::parse(&word) else {
         bail!("unknown decision `{word}`: use allow, allow-session, deny, kill, freeze or thaw");
     };
-    if chosen.len() > 1 {
-        bail!(
-            "{} sessions are running ({}): name one with --session",
-            chosen.len(),
-            names(&chosen)
-        );
-    }
     let (name, path) = &chosen[0];
     match ask(
         path,

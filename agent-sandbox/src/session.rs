@@ -860,6 +860,13 @@ async fn supervise(
     Ok((code, sink))
 }
 
+/// Sends one event record to subscribed approvers (a full subscriber skips, never blocks).
+fn send_event(u: &tokio::sync::broadcast::Sender<Arc<Vec<u8>>>, v: &serde_json::Value) {
+    let _ = u.send(Arc::new(agent_sandbox_tui::proto::encode(
+        &agent_sandbox_tui::proto::Update::Event { event: v.clone() },
+    )));
+}
+
 /// A close-on-exec SOCK_SEQPACKET pair.
 fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     use std::os::fd::FromRawFd as _;
@@ -942,11 +949,17 @@ impl Sink {
 
     /// Sends a record to subscribed approvers.
     fn feed(&self, v: &serde_json::Value) {
-        if let Some(u) = self.updates.as_ref().filter(|u| u.receiver_count() > 0) {
-            let _ = u.send(Arc::new(agent_sandbox_tui::proto::encode(
-                &agent_sandbox_tui::proto::Update::Event { event: v.clone() },
-            )));
+        if let Some(u) = self.listening() {
+            send_event(&u, v);
         }
+    }
+
+    /// The feed's sender when an approver is subscribed (checked once per event).
+    fn listening(&self) -> Option<tokio::sync::broadcast::Sender<Arc<Vec<u8>>>> {
+        self.updates
+            .as_ref()
+            .filter(|u| u.receiver_count() > 0)
+            .cloned()
     }
 
     fn counts_json(&self) -> serde_json::Value {
@@ -1062,17 +1075,16 @@ impl Sink {
             ev.kind,
             EventKind::Exec | EventKind::ExecResult | EventKind::NetRefused
         );
-        let feeding = self
-            .updates
-            .as_ref()
-            .is_some_and(|u| u.receiver_count() > 0);
-        if self.out.is_some() || audited || feeding {
+        let feed = self.listening();
+        if self.out.is_some() || audited || feed.is_some() {
             let v = events::to_json(ev, &self.table, &self.clock, &*self.rules);
             self.write_record(&v)?;
             if audited {
                 self.audit_record(&v);
             }
-            self.feed(&v);
+            if let Some(u) = feed {
+                send_event(&u, &v);
+            }
         }
         Ok(())
     }

@@ -504,29 +504,12 @@ fn check_outside(session: &Path) -> Result<(), WatchdogError> {
 /// Waits until the supervisor disarms it or dies.
 fn watch(control: BorrowedFd<'_>, pidfd: BorrowedFd<'_>) -> Wake {
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: control.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: polling two descriptors we own, into an array we own.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
+        let Ok(revents) = crate::poll::either(control, pidfd) else {
             // Cannot watch any more: fail closed.
             return Wake::SupervisorGone("the watchdog could not poll");
-        }
+        };
         // A disarm byte sent just before the supervisor exited counts, whatever woke us.
-        if fds[0].revents != 0 {
+        if revents[0] != 0 {
             return match recv_byte(control) {
                 Ok(Some(DISARM)) => Wake::Disarmed,
                 Ok(Some(_)) => continue,
@@ -535,7 +518,7 @@ fn watch(control: BorrowedFd<'_>, pidfd: BorrowedFd<'_>) -> Wake {
                 Err(_) => Wake::SupervisorGone("its control socket failed"),
             };
         }
-        if fds[1].revents != 0 {
+        if revents[1] != 0 {
             return match recv_byte(control) {
                 Ok(Some(DISARM)) => Wake::Disarmed,
                 _ => Wake::SupervisorGone("it exited"),
@@ -618,7 +601,7 @@ fn act(args: &Args, cgroup: &SessionFiles, keep: Vec<OwnedFd>, how: &str) -> boo
     // The tree is dead (or every process of it has SIGKILL pending): the network rules and the
     // file marks can go.
     drop(keep);
-    let removed = remove_dir_retry(&args.cgroup, Duration::from_secs(2));
+    let removed = crate::cgroup::remove_dir_retry(&args.cgroup, Duration::from_secs(2));
     say(format_args!(
         "agent-sandbox: watchdog: the supervisor (pid {}) died without ending the session \
          ({how}); killed the session's processes{}{}",
@@ -643,21 +626,6 @@ fn act(args: &Args, cgroup: &SessionFiles, keep: Vec<OwnedFd>, how: &str) -> boo
 /// finish its work whatever happens to its output (eprintln! would panic).
 fn say(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr(), "{msg}");
-}
-
-/// rmdir of a just-emptied cgroup can fail with EBUSY for a moment.
-fn remove_dir_retry(path: &Path, patience: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + patience;
-    loop {
-        match fs::remove_dir(path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
