@@ -237,8 +237,10 @@ fn an_open_pending_when_the_supervisor_dies_never_succeeds() {
     fs::create_dir_all(&state).unwrap();
     let out_file = scratch.path("out.txt");
     let go = scratch.path("go");
+    // The reader is exec'd before the supervisor stops (every exec goes through the gate,
+    // which a stopped supervisor cannot answer); only its open happens afterwards.
     let script = format!(
-        "while [ ! -e {go} ]; do sleep 0.02; done; cat secrets/cred.txt > {out}; echo \"cat=$?\" >> {out}",
+        "python3 -c 'import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.02)\nsys.stdout.write(open(\"secrets/cred.txt\").read())' {go} > {out}; echo \"cat=$?\" >> {out}",
         go = go.display(),
         out = out_file.display()
     );
@@ -264,11 +266,16 @@ fn an_open_pending_when_the_supervisor_dies_never_succeeds() {
     // The agent exists (the watchdog is armed before it is spawned).
     wait_for_procs(&cg, "sh", 1);
 
-    // With the supervisor stopped, nobody answers the permission event: cat waits in open.
+    // With the supervisor stopped, nobody answers the permission event: the reader waits in
+    // open.
+    let pids = wait_for_procs(&cg, "python3", 1);
+    let cat = pids
+        .iter()
+        .copied()
+        .find(|&p| comm(p) == "python3")
+        .unwrap();
     signal(sup, libc::SIGSTOP);
     fs::write(&go, "").unwrap();
-    let pids = wait_for_procs(&cg, "cat", 1);
-    let cat = pids.iter().copied().find(|&p| comm(p) == "cat").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(alive(cat), "cat ended while nobody could answer");
     let wchan = fs::read_to_string(format!("/proc/{cat}/wchan")).unwrap_or_default();
