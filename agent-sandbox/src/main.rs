@@ -134,8 +134,13 @@ enum Command {
     },
     /// Remove what sessions whose supervisor is gone left behind: their cgroups (and any
     /// process in them), their watchdogs if stuck, and BPF programs of agent-sandbox that no
-    /// live session holds (pins included). Exits 1 when something could not be removed.
-    Cleanup,
+    /// live session holds (pins included), and approval sockets nobody listens on. Exits 1 when
+    /// something could not be removed.
+    Cleanup {
+        /// agent-sandbox's state directory (for the approval sockets).
+        #[arg(long, value_name = "DIR", default_value = policy::STATE_DIR)]
+        state_dir: PathBuf,
+    },
     /// Open the approval UI of a running session in this terminal: the live event feed, the
     /// queue of held actions with their command, ancestry and rule, one key per decision
     /// (`?` lists them). Quitting the UI leaves the session running.
@@ -488,9 +493,11 @@ fn real_main(cli: Cli) -> Result<i32> {
                 1
             })
         }
-        Command::Cleanup => {
+        Command::Cleanup { state_dir } => {
             let mount = cgroup::Cgroup2Mount::find()?;
             let r = leftovers::cleanup(&mount);
+            // Listing the sessions removes the sockets nobody listens on any more.
+            let _ = approval::sessions(&state_dir);
             for pid in &r.killed_watchdogs {
                 println!("killed orphan watchdog {pid}");
             }
