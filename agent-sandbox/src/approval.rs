@@ -606,8 +606,6 @@ pub fn bind(state_dir: &Path, session: &str) -> std::io::Result<(UnixListener, P
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     // Sockets of sessions whose supervisor was killed go now (listing removes them).
     let _ = sessions(state_dir);
-    // Sockets of sessions whose supervisor was killed go now (listing removes them).
-    let _ = sessions(state_dir);
     let path = dir.join(format!("{session}.sock"));
     let _ = std::fs::remove_file(&path);
     let (_dir, short) = short_path(&path)?;
