@@ -127,7 +127,7 @@ fn nesting(text: &str) -> usize {
 
 /// Parses a program; `None` when it is invalid, too big, too nested, or the parser panicked.
 fn parse(text: &str) -> Option<ast::Program> {
-    if text.len() > MAX_SCRIPT || nesting(text) > MAX_NEST {
+    if text.len() > MAX_SCRIPT || nesting(text) > MAX_NEST || has_huge_io_number(text) {
         return None;
     }
     let opts = options();
@@ -136,6 +136,20 @@ fn parse(text: &str) -> Option<ast::Program> {
     }))
     .ok()
     .flatten()
+}
+
+/// Whether the script has digits right before `<` or `>` that do not fit an `i32`
+/// (`echo 99999999999>x`): brush-parser reads them as a redirection's file descriptor and
+/// unwraps the conversion (caught by `catch_unwind`, but better not reached at all). Digits
+/// that end a longer word are counted too; such a script is then asked, which errs on the safe
+/// side.
+fn has_huge_io_number(text: &str) -> bool {
+    text.match_indices(['<', '>']).any(|(i, _)| {
+        let before = text.get(..i).unwrap_or("");
+        let digits = before.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let run = before.get(before.len() - digits..).unwrap_or("");
+        !run.is_empty() && run.parse::<i32>().is_err()
+    })
 }
 
 /// Whether the word holds `~N`/`~+N`/`~-N` with a number too long for brush-parser, which
@@ -833,6 +847,52 @@ mod tests {
         assert_eq!(nesting("( ( true ) )"), 2);
         assert!(nesting("if true; then if true; then x; fi; fi") >= 2);
         assert!(nesting(&"{ ".repeat(500)) > MAX_NEST);
+    }
+
+    thread_local! {
+        static PANICS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Runs `f` and returns how many panics happened on this thread meanwhile, caught or not
+    /// (the hook is process-wide but counts per thread, so parallel tests do not interfere).
+    fn panics_during(f: impl FnOnce()) -> usize {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                PANICS.with(|p| p.set(p.get() + 1));
+                previous(info);
+            }));
+        });
+        let before = PANICS.with(std::cell::Cell::get);
+        f();
+        PANICS.with(std::cell::Cell::get) - before
+    }
+
+    #[test]
+    fn overflowing_redirection_fd_never_reaches_the_parser() {
+        // Found by `cargo xtask fuzz` (detector target): brush-parser 0.4 unwraps the i32
+        // conversion of an io-number, so `44444444444<>x` panicked inside the parser.
+        for script in [
+            "ssh 44444444444<>x",
+            "echo 2147483648>/dev/null",
+            "cat 99999999999999999999999< in",
+            "x;00000000000000000000000000004444444444>x",
+        ] {
+            assert!(has_huge_io_number(script), "{script:?}");
+            assert_eq!(panics_during(|| assert!(parse(script).is_none())), 0);
+        }
+        // File descriptors that fit, and numbers that are no redirection, still parse.
+        for script in [
+            "echo 2147483647>/dev/null",
+            "exec 3<>x",
+            "echo 99999999999 > x",
+        ] {
+            assert!(!has_huge_io_number(script), "{script:?}");
+            assert!(parse(script).is_some(), "{script:?}");
+        }
+        assert!(!has_huge_io_number("echo 99999999999999"));
+        assert!(!has_huge_io_number("<>"));
     }
 
     #[test]

@@ -366,10 +366,12 @@ fn odd_input_never_panics_and_fails_closed() {
         let v = classify_with(&det, &argv, &[], Some(Path::new(WS)));
         assert_eq!(v.action, Action::Ask, "{script:?}");
     }
-    // Input that makes brush-parser itself panic (tilde with an overflowing number) is caught.
+    // Input that makes brush-parser itself panic (tilde or redirection fd with an overflowing
+    // number) is kept from it and held.
     for script in [
         "~99999999999999999999999",
         "rm -rf ~+99999999999999999999 ~-99999999999999999999",
+        "ssh 44444444444<>x",
     ] {
         let argv = vec!["bash".to_string(), "-c".to_string(), script.to_string()];
         assert_eq!(
