@@ -19,6 +19,10 @@ use crate::words::{Arg, basename};
 const MAX_SCRIPT: usize = 256 * 1024;
 /// Largest estimated nesting handed to the parser (it recurses and could exhaust the stack).
 const MAX_NEST: usize = 40;
+/// Largest nesting of `(` handed to the parser: brush-parser backtracks exponentially on
+/// unclosed parentheses (about twice the time per level: 16 cost milliseconds, the 32 of a
+/// fuzzer's input minutes). Real scripts stay far below.
+const MAX_PAREN_NEST: usize = 16;
 
 /// Analyses a script given as one argument (`su -c ARG`).
 pub(crate) fn analyze_arg_script(an: &mut Analyzer, arg: &Arg, scope: &Scope, depth: usize) {
@@ -125,9 +129,33 @@ fn nesting(text: &str) -> usize {
     max
 }
 
+/// How deeply `(` nest in `text`, counted without regard to quoting (a parenthesis in a
+/// string counts too, which only errs towards refusing).
+fn paren_nesting(text: &str) -> usize {
+    let mut depth: usize = 0;
+    let mut max = 0;
+    for c in text.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Whether `text` is too large or too nested to hand to brush-parser, or holds something it
+/// would panic on.
+fn too_hard(text: &str) -> bool {
+    text.len() > MAX_SCRIPT || nesting(text) > MAX_NEST || paren_nesting(text) > MAX_PAREN_NEST
+}
+
 /// Parses a program; `None` when it is invalid, too big, too nested, or the parser panicked.
 fn parse(text: &str) -> Option<ast::Program> {
-    if text.len() > MAX_SCRIPT || nesting(text) > MAX_NEST || has_huge_io_number(text) {
+    if too_hard(text) || has_huge_io_number(text) {
         return None;
     }
     let opts = options();
@@ -164,7 +192,7 @@ fn has_huge_tilde_number(raw: &str) -> bool {
 
 /// Parses a word into pieces; `None` when invalid, too big or too nested.
 fn parse_word(raw: &str) -> Option<Vec<WordPieceWithSource>> {
-    if raw.len() > MAX_SCRIPT || nesting(raw) > MAX_NEST || has_huge_tilde_number(raw) {
+    if too_hard(raw) || has_huge_tilde_number(raw) {
         return None;
     }
     let opts = options();
@@ -893,6 +921,35 @@ mod tests {
         }
         assert!(!has_huge_io_number("echo 99999999999999"));
         assert!(!has_huge_io_number("<>"));
+    }
+
+    #[test]
+    fn unclosed_parentheses_are_refused_before_the_parser_backtracks() {
+        // Found by `cargo xtask fuzz` (detector target, a hang): brush-parser's time doubles
+        // with each unclosed `(`; 32 of them took minutes.
+        assert_eq!(paren_nesting("echo $(( (1 + 2) * (3) ))"), 3);
+        assert_eq!(paren_nesting("a) b) c) ((x"), 2);
+        let deep = "( ".repeat(MAX_PAREN_NEST + 1) + "x";
+        assert_eq!(paren_nesting(&deep), MAX_PAREN_NEST + 1);
+        let start = std::time::Instant::now();
+        assert!(parse(&deep).is_none());
+        assert!(parse_word(&format!("$({}", "(".repeat(40))).is_none());
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        // At the limit the parser still runs, in bounded time, and balanced scripts parse.
+        let at_limit = format!("{}x", "( ".repeat(MAX_PAREN_NEST));
+        let start = std::time::Instant::now();
+        assert!(parse(&at_limit).is_none(), "unclosed: invalid");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        let balanced = format!(
+            "{}x{}",
+            "( ".repeat(MAX_PAREN_NEST),
+            " )".repeat(MAX_PAREN_NEST)
+        );
+        assert!(parse(&balanced).is_some());
     }
 
     #[test]

@@ -408,6 +408,30 @@ fn odd_input_never_panics_and_fails_closed() {
 }
 
 #[test]
+fn unclosed_parentheses_are_held_quickly() {
+    // A hang found by `cargo xtask fuzz` (detector target): `watch` joins its arguments into a
+    // script with 32 unclosed `(`, on which the shell parser backtracks for minutes. Run on a
+    // thread so that a regression fails here instead of hanging the suite.
+    let argv: Vec<String> = [
+        "watch",
+        "((((((\u{1}w(((((((((\u{1}w((((((((((\u{1a}\u{fffd}1-n",
+        "(((((((\u{1a}\u{fffd}1-n",
+        ";0",
+        "rrf",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let v = classify_with(&Detector::builtin(), &argv, &[], Some(Path::new(WS)));
+        let _ = tx.send(v.action);
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Action::Ask));
+}
+
+#[test]
 fn hostile_sizes_are_bounded() {
     let det = Detector::builtin();
     let start = Instant::now();
