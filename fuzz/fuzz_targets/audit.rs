@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| agent_sandbox_fuzz::audit(data));
 
 fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
     let mut rng = u64::from(seed) | 1;
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         return fuzzer_mutate(data, size, max_size);
     }
     let Some(input) = data.get(..size) else {

@@ -63,14 +63,26 @@ fn detector_seeds() -> BTreeMap<String, Vec<u8>> {
     let with_rules: &[(&str, &[&str], &str)] = &[
         // The first byte chooses the rule's action: 0 allow, 1 ask, 2 deny.
         ("rule-allow", &["rm", "-rf", "target"], "0rm -rf target"),
-        ("rule-ask", &["git", "push", "origin", "main"], "1git push ..."),
-        ("rule-deny", &["kubectl", "delete", "ns", "prod"], "2kubectl delete ..."),
+        (
+            "rule-ask",
+            &["git", "push", "origin", "main"],
+            "1git push ...",
+        ),
+        (
+            "rule-deny",
+            &["kubectl", "delete", "ns", "prod"],
+            "2kubectl delete ...",
+        ),
         (
             "rule-glob",
             &["bash", "-c", "make deploy ENV=prod && echo ok"],
             "1make deploy*",
         ),
-        ("rule-quotes", &["psql", "-c", "DROP TABLE users"], "2psql -c 'DROP *'"),
+        (
+            "rule-quotes",
+            &["psql", "-c", "DROP TABLE users"],
+            "2psql -c 'DROP *'",
+        ),
         ("rule-allow-denied", &["rm", "-rf", "/"], "0rm -rf /"),
         ("rule-bad-quotes", &["echo", "x"], "1echo 'x"),
     ];
@@ -96,10 +108,7 @@ fn audit_seeds() -> BTreeMap<String, Vec<u8>> {
         checkpoint.to_line(&key).unwrap_or_else(|e| panic!("{e}")),
     );
     seeds.insert("valid.jsonl".to_string(), log.clone());
-    seeds.insert(
-        "truncated-records.jsonl".to_string(),
-        lines[..10].concat(),
-    );
+    seeds.insert("truncated-records.jsonl".to_string(), lines[..10].concat());
     seeds.insert(
         "torn-last-line.jsonl".to_string(),
         log[..log.len() - 40].to_vec(),
@@ -179,7 +188,11 @@ fn derived_seeds_are_current() {
 #[test]
 fn corpora_have_the_expected_sizes() {
     let policy_seeds = read_dir_sorted(&corpus("policy"));
-    assert!(policy_seeds.len() >= 20, "{} policy seeds", policy_seeds.len());
+    assert!(
+        policy_seeds.len() >= 20,
+        "{} policy seeds",
+        policy_seeds.len()
+    );
     let valid = policy_seeds
         .iter()
         .filter(|(_, b)| {
@@ -193,7 +206,10 @@ fn corpora_have_the_expected_sizes() {
         .count();
     // Both kinds matter: valid files reach the merge, invalid ones the diagnostics.
     assert!(valid >= 5, "{valid} valid policy seeds");
-    assert!(policy_seeds.len() - valid >= 5, "too few invalid policy seeds");
+    assert!(
+        policy_seeds.len() - valid >= 5,
+        "too few invalid policy seeds"
+    );
 
     let det = read_dir_sorted(&corpus("detector"));
     assert!(det.len() >= 100, "{} detector seeds", det.len());
@@ -204,7 +220,8 @@ fn corpora_have_the_expected_sizes() {
 
 #[test]
 fn every_seed_runs_through_its_harness() {
-    let targets: [(&str, fn(&[u8])); 3] =
+    type Harness = fn(&[u8]);
+    let targets: [(&str, Harness); 3] =
         [("policy", policy), ("detector", detector), ("audit", audit)];
     for (target, harness) in targets {
         let seeds = read_dir_sorted(&corpus(target));
@@ -212,6 +229,20 @@ fn every_seed_runs_through_its_harness() {
         for (_, bytes) in &seeds {
             harness(bytes);
         }
+    }
+}
+
+#[test]
+fn policy_validation_does_not_depend_on_the_source() {
+    // The policy harness parses once and merges as both kinds of file on that basis.
+    use agent_sandbox_policy::{PolicyFile, Source};
+    for (name, bytes) in read_dir_sorted(&corpus("policy")) {
+        let text = String::from_utf8_lossy(&bytes);
+        let repo = PolicyFile::parse(&text, Source::Repository("/r/policy.toml".into()));
+        let user = PolicyFile::parse(&text, Source::User("/r/policy.toml".into()));
+        let default = PolicyFile::parse(&text, Source::Default);
+        assert_eq!(repo.is_ok(), user.is_ok(), "{name}");
+        assert_eq!(repo.is_ok(), default.is_ok(), "{name}");
     }
 }
 
@@ -230,7 +261,11 @@ fn audit_seeds_show_their_tampering() {
             .collect()
     };
     assert_eq!(kinds("valid.jsonl"), []);
-    assert_eq!(kinds("truncated-records.jsonl"), [], "a prefix alone verifies");
+    assert_eq!(
+        kinds("truncated-records.jsonl"),
+        [],
+        "a prefix alone verifies"
+    );
     assert!(kinds("torn-last-line.jsonl").contains(&ProblemKind::TornLastLine));
     assert!(kinds("edited.jsonl").contains(&ProblemKind::Edited));
     assert!(kinds("reordered.jsonl").contains(&ProblemKind::Reordered));
@@ -282,7 +317,10 @@ fn line_mutations_keep_lines_whole() {
             assert!(originals.contains(l), "a mutated log holds a new line");
         }
     }
-    assert!(changed > 150, "only {changed} of 200 mutations changed the log");
+    assert!(
+        changed > 150,
+        "only {changed} of 200 mutations changed the log"
+    );
 }
 
 #[test]
@@ -294,7 +332,10 @@ fn detector_inputs_decode() {
     assert_eq!(d.argv, ["git", "push"]);
     assert_eq!(
         d.rule,
-        Some((agent_sandbox_detect::Action::Ask, "git push ...".to_string()))
+        Some((
+            agent_sandbox_detect::Action::Ask,
+            "git push ...".to_string()
+        ))
     );
     assert_eq!(detector_input(b"").argv, Vec::<String>::new());
     assert_eq!(

@@ -238,7 +238,13 @@ pub fn run(root: &Path, args: &FuzzArgs) -> Result<bool> {
     println!("[fuzz] summary ({} s per target):", args.secs);
     let mut clean = true;
     for o in &outcomes {
-        let secs = o.wall.as_secs_f64().max(1e-3);
+        // libFuzzer's own count of seconds excludes cargo's start-up (and a rebuild);
+        // the wall time stands in when it stopped early.
+        let secs = o
+            .summary
+            .reported_secs
+            .map_or_else(|| o.wall.as_secs_f64(), |s| s as f64)
+            .max(1e-3);
         let rate = o.summary.execs as f64 / secs;
         let verdict = match (&o.summary.finding, &o.finding_file) {
             (None, _) => "no crash, no hang".to_string(),
@@ -472,11 +478,23 @@ fn print_tail(log: &Path) {
     let Ok(text) = fs::read_to_string(log) else {
         return;
     };
-    let lines: Vec<&str> = text.lines().collect();
     println!("[fuzz] last lines of {}:", log.display());
-    for l in lines.iter().skip(lines.len().saturating_sub(TAIL_LINES)) {
+    for l in tail(&text) {
         println!("    {l}");
     }
+}
+
+/// The last [`TAIL_LINES`] lines of libFuzzer's output, without what cargo-fuzz prints after
+/// it (a separator, the failing input again and its own backtrace).
+fn tail(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("\u{2500}\u{2500}\u{2500}"))
+        .collect();
+    lines
+        .get(lines.len().saturating_sub(TAIL_LINES)..)
+        .unwrap_or_default()
+        .to_vec()
 }
 
 #[cfg(test)]
@@ -550,6 +568,20 @@ mod tests {
              Test unit written to /a/oom-01\n",
         );
         assert_eq!(oom.finding, Some(FindingKind::OutOfMemory));
+    }
+
+    #[test]
+    fn tail_stops_before_cargo_fuzz_output() {
+        let log = "#1 INITED\n==1== ERROR: libFuzzer: deadly signal\n\
+                   \u{2500}\u{2500}\u{2500}\u{2500}\u{2500}\n\nFailing input:\n\nError: Fuzz target exited\n";
+        assert_eq!(
+            tail(log),
+            ["#1 INITED", "==1== ERROR: libFuzzer: deadly signal"]
+        );
+        let long: String = (0..100).map(|i| format!("#{i}\n")).collect();
+        let t = tail(&long);
+        assert_eq!(t.len(), TAIL_LINES);
+        assert_eq!(t.last(), Some(&"#99"));
     }
 
     #[test]
