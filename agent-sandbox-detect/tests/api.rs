@@ -432,6 +432,22 @@ fn unclosed_parentheses_are_held_quickly() {
 }
 
 #[test]
+fn blank_here_document_delimiter_is_held_without_exhausting_memory() {
+    // Found by `cargo xtask fuzz` (detector target): the shell parser queued tokens until it
+    // ran out of memory on a here-document delimited by a carriage return.
+    let argv: Vec<String> = ["watch", "n-", "6+rpx r<<\r", "", "H", "", "{", "", ""]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let v = classify_with(&Detector::builtin(), &argv, &[], Some(Path::new(WS)));
+        let _ = tx.send(v.action);
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Action::Ask));
+}
+
+#[test]
 fn hostile_sizes_are_bounded() {
     let det = Detector::builtin();
     let start = Instant::now();
