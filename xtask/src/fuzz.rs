@@ -356,7 +356,7 @@ fn run_target(root: &Path, target: Target, args: &FuzzArgs) -> Result<Outcome> {
     }
     if let Some(kind) = summary.finding {
         print_tail(&log_path);
-        println!("[fuzz] {name}: FOUND a {kind}");
+        println!("[fuzz] {name}: FOUND: {kind}");
         if let Some(panic) = &summary.panic {
             println!("[fuzz] {name}: {}", panic.replace('\n', ": "));
         }
