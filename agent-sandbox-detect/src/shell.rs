@@ -147,18 +147,25 @@ fn paren_nesting(text: &str) -> usize {
     max
 }
 
-/// Whether a here-document delimiter starts with a carriage return or a form feed
-/// (`cat <<\r`): at the end of such a script brush-parser 0.4 queues tokens in a loop until
-/// memory runs out (2 GB in 3 s). Here-strings (`<<<`) are not affected.
-fn has_blank_here_tag(text: &str) -> bool {
+/// Whether a here-document delimiter is empty or blank once its quotes are removed (`cat <<''`,
+/// `cat <<""`, `cat <<\r`): at the end of such a script brush-parser 0.4 queues tokens in a loop
+/// until memory runs out (2 GB in 3 s). Here-strings (`<<<`) are not affected.
+fn has_empty_here_tag(text: &str) -> bool {
     text.match_indices("<<").any(|(i, _)| {
         let rest = text.get(i + 2..).unwrap_or("");
         if rest.starts_with('<') {
             return false;
         }
         let rest = rest.strip_prefix('-').unwrap_or(rest);
-        rest.trim_start_matches([' ', '\t'])
-            .starts_with(['\r', '\x0c'])
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let tag_end = rest
+            .find([' ', '\t', '\n', ';', '&', '|', '(', ')', '<', '>'])
+            .unwrap_or(rest.len());
+        let tag = rest.get(..tag_end).unwrap_or("");
+        !tag.is_empty()
+            && tag
+                .chars()
+                .all(|c| matches!(c, '\'' | '"' | '\\' | '$') || c.is_ascii_whitespace())
     })
 }
 
@@ -168,7 +175,7 @@ fn too_hard(text: &str) -> bool {
     text.len() > MAX_SCRIPT
         || nesting(text) > MAX_NEST
         || paren_nesting(text) > MAX_PAREN_NEST
-        || has_blank_here_tag(text)
+        || has_empty_here_tag(text)
 }
 
 /// Parses a program; `None` when it is invalid, too big, too nested, or the parser panicked.
@@ -971,23 +978,34 @@ mod tests {
     }
 
     #[test]
-    fn blank_here_document_delimiters_are_refused() {
-        // Found by `cargo xtask fuzz` (detector target, out of memory): brush-parser loops on
-        // a here-document whose delimiter is a carriage return or form feed.
+    fn empty_here_document_delimiters_are_refused() {
+        // Found by `cargo xtask fuzz` (detector target, out of memory twice): brush-parser
+        // loops on a here-document whose delimiter is empty or blank once unquoted.
         for script in [
             "r<<\r x ",
             "cat <<-\x0c ",
             "cat << \r\t",
             "r<<\r;x ",
             "echo ok; cat <<\r\x0c ",
+            "r<<\"\" ",
+            "r<<'' ",
+            "`d <<\"\"\"\" `x",
         ] {
-            assert!(has_blank_here_tag(script), "{script:?}");
+            assert!(has_empty_here_tag(script), "{script:?}");
             assert!(parse(script).is_none(), "{script:?}");
         }
-        for script in ["cat <<EOF\nx\nEOF\n", "cat <<<\r ", "cat <<'\r' ", "a << b"] {
-            assert!(!has_blank_here_tag(script), "{script:?}");
+        for script in [
+            "cat <<EOF\nx\nEOF\n",
+            "cat <<'EOF'\nx\nEOF\n",
+            "cat <<-\"EOF\" ",
+            "cat <<<\r ",
+            "cat <<<'' ",
+            "a << b",
+            "cat <<",
+        ] {
+            assert!(!has_empty_here_tag(script), "{script:?}");
         }
-        assert!(parse("cat <<EOF\nx\nEOF\n").is_some());
+        assert!(parse("cat <<'EOF'\nx\nEOF\n").is_some());
     }
 
     #[test]

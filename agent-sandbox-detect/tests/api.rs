@@ -432,19 +432,62 @@ fn unclosed_parentheses_are_held_quickly() {
 }
 
 #[test]
-fn blank_here_document_delimiter_is_held_without_exhausting_memory() {
+fn empty_here_document_delimiters_are_held_without_exhausting_memory() {
     // Found by `cargo xtask fuzz` (detector target): the shell parser queued tokens until it
-    // ran out of memory on a here-document delimited by a carriage return.
-    let argv: Vec<String> = ["watch", "n-", "6+rpx r<<\r", "", "H", "", "{", "", ""]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let v = classify_with(&Detector::builtin(), &argv, &[], Some(Path::new(WS)));
-        let _ = tx.send(v.action);
-    });
-    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Action::Ask));
+    // ran out of memory on a here-document delimited by a carriage return, or by `""""`.
+    // The fuzzer's second input, run-length encoded: (word, repetitions).
+    let ssh: &[(&str, usize)] = &[
+        ("ssh", 1),
+        ("\t", 1),
+        ("", 1),
+        (" ", 1),
+        ("!{", 1),
+        ("", 2),
+        ("`d", 1),
+        ("drm", 1),
+        ("\t", 1),
+        ("", 2),
+        ("; ", 1),
+        ("!", 1),
+        (" ", 1),
+        ("", 113),
+        (
+            "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}",
+            1,
+        ),
+        ("", 55),
+        ("<<", 1),
+        ("\"\"\"\"", 1),
+        ("", 8),
+        ("`shdrm", 1),
+        ("`doc", 1),
+        ("um", 1),
+        ("`doc", 1),
+        ("u", 1),
+        ("m", 1),
+    ];
+    let inputs: [Vec<String>; 2] = [
+        ["watch", "n-", "6+rpx r<<\r", "", "H", "", "{", "", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ssh.iter()
+            .flat_map(|(w, n)| std::iter::repeat_n(w.to_string(), *n))
+            .collect(),
+    ];
+    for argv in inputs {
+        let shown = argv.len();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let v = classify_with(&Detector::builtin(), &argv, &[], Some(Path::new(WS)));
+            let _ = tx.send(v.action);
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(Action::Ask),
+            "input of {shown} words"
+        );
+    }
 }
 
 #[test]
