@@ -169,6 +169,38 @@ fn has_empty_here_tag(text: &str) -> bool {
     })
 }
 
+/// Whether the last line of the script opens a here-document (`<<`, outside `((...))`), whose
+/// body then cannot follow: at the end of some such scripts brush-parser 0.4 queues tokens in a
+/// loop until memory runs out. Bash would run the command with an empty document; holding it
+/// for a human is the safe side.
+fn has_here_doc_on_last_line(text: &str) -> bool {
+    let start = text.rfind('\n').map_or(0, |i| i + 1);
+    let before = text.get(..start).unwrap_or("");
+    // Arithmetic `((` still open from earlier lines: `<<` is a shift there.
+    let mut arith = before.matches("((").count() as i64 - before.matches("))").count() as i64;
+    let mut rest = text.get(start..).unwrap_or("");
+    while let Some(c) = rest.chars().next() {
+        let step = if rest.starts_with("((") {
+            arith += 1;
+            2
+        } else if rest.starts_with("))") {
+            arith -= 1;
+            2
+        } else if rest.starts_with("<<<") {
+            3
+        } else if rest.starts_with("<<") {
+            if arith <= 0 {
+                return true;
+            }
+            2
+        } else {
+            c.len_utf8()
+        };
+        rest = rest.get(step..).unwrap_or("");
+    }
+    false
+}
+
 /// Whether `text` is too large or too nested to hand to brush-parser, or has a shape it
 /// cannot parse in bounded time and memory.
 fn too_hard(text: &str) -> bool {
@@ -176,6 +208,7 @@ fn too_hard(text: &str) -> bool {
         || nesting(text) > MAX_NEST
         || paren_nesting(text) > MAX_PAREN_NEST
         || has_empty_here_tag(text)
+        || has_here_doc_on_last_line(text)
 }
 
 /// Parses a program; `None` when it is invalid, too big, too nested, or the parser panicked.
@@ -1006,6 +1039,30 @@ mod tests {
             assert!(!has_empty_here_tag(script), "{script:?}");
         }
         assert!(parse("cat <<'EOF'\nx\nEOF\n").is_some());
+    }
+
+    #[test]
+    fn here_documents_without_a_body_are_refused() {
+        // Found by `cargo xtask fuzz` (detector target, a third out of memory).
+        let fuzzed = "!>9$(pw /<<  bash     pw /<<  bash ";
+        assert!(has_here_doc_on_last_line(fuzzed));
+        assert!(parse(fuzzed).is_none());
+        for script in ["cat <<EOF", "x; cat <<-E >out", "echo $((1<<2)); cat <<E"] {
+            assert!(has_here_doc_on_last_line(script), "{script:?}");
+        }
+        for script in [
+            "cat <<EOF\nx\nEOF",
+            "cat <<EOF\nx\nEOF\n",
+            "echo $((1<<3))",
+            "((x = y << 2))",
+            "((\nx <<= 1))",
+            "cat <<< \"$x\"",
+            "grep -n '<<<<<<<' f",
+        ] {
+            assert!(!has_here_doc_on_last_line(script), "{script:?}");
+        }
+        assert!(parse("cat <<EOF\nx\nEOF").is_some());
+        assert!(parse("echo $((1<<3))").is_some());
     }
 
     #[test]
