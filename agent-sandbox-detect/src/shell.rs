@@ -19,6 +19,10 @@ use crate::words::{Arg, basename};
 const MAX_SCRIPT: usize = 256 * 1024;
 /// Largest estimated nesting handed to the parser (it recurses and could exhaust the stack).
 const MAX_NEST: usize = 40;
+/// Largest nesting of `(` and `[` handed to the parser: brush-parser backtracks exponentially
+/// on unclosed ones (about twice the time per level: 16 cost milliseconds, the 32 of a fuzzer's
+/// input minutes; 12 `(` mixed with 22 `[` also took over 5 s). Real scripts stay far below.
+const MAX_PAREN_NEST: usize = 16;
 
 /// Analyses a script given as one argument (`su -c ARG`).
 pub(crate) fn analyze_arg_script(an: &mut Analyzer, arg: &Arg, scope: &Scope, depth: usize) {
@@ -125,9 +129,91 @@ fn nesting(text: &str) -> usize {
     max
 }
 
+/// How deeply `(` and `[` nest in `text`, counted together and without regard to quoting (a
+/// bracket in a string counts too, which only errs towards refusing).
+fn paren_nesting(text: &str) -> usize {
+    let mut depth: usize = 0;
+    let mut max = 0;
+    for c in text.chars() {
+        match c {
+            '(' | '[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Whether a here-document delimiter is empty or blank once its quotes are removed (`cat <<''`,
+/// `cat <<""`, `cat <<\r`): at the end of such a script brush-parser 0.4 queues tokens in a loop
+/// until memory runs out (2 GB in 3 s). Here-strings (`<<<`) are not affected.
+fn has_empty_here_tag(text: &str) -> bool {
+    text.match_indices("<<").any(|(i, _)| {
+        let rest = text.get(i + 2..).unwrap_or("");
+        if rest.starts_with('<') {
+            return false;
+        }
+        let rest = rest.strip_prefix('-').unwrap_or(rest);
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let tag_end = rest
+            .find([' ', '\t', '\n', ';', '&', '|', '(', ')', '<', '>'])
+            .unwrap_or(rest.len());
+        let tag = rest.get(..tag_end).unwrap_or("");
+        !tag.is_empty()
+            && tag
+                .chars()
+                .all(|c| matches!(c, '\'' | '"' | '\\' | '$') || c.is_ascii_whitespace())
+    })
+}
+
+/// Whether the last line of the script opens a here-document (`<<`, outside `((...))`), whose
+/// body then cannot follow: at the end of some such scripts brush-parser 0.4 queues tokens in a
+/// loop until memory runs out. Bash would run the command with an empty document; holding it
+/// for a human is the safe side.
+fn has_here_doc_on_last_line(text: &str) -> bool {
+    let start = text.rfind('\n').map_or(0, |i| i + 1);
+    let before = text.get(..start).unwrap_or("");
+    // Arithmetic `((` still open from earlier lines: `<<` is a shift there.
+    let mut arith = before.matches("((").count() as i64 - before.matches("))").count() as i64;
+    let mut rest = text.get(start..).unwrap_or("");
+    while let Some(c) = rest.chars().next() {
+        let step = if rest.starts_with("((") {
+            arith += 1;
+            2
+        } else if rest.starts_with("))") {
+            arith -= 1;
+            2
+        } else if rest.starts_with("<<<") {
+            3
+        } else if rest.starts_with("<<") {
+            if arith <= 0 {
+                return true;
+            }
+            2
+        } else {
+            c.len_utf8()
+        };
+        rest = rest.get(step..).unwrap_or("");
+    }
+    false
+}
+
+/// Whether `text` is too large or too nested to hand to brush-parser, or has a shape it
+/// cannot parse in bounded time and memory.
+fn too_hard(text: &str) -> bool {
+    text.len() > MAX_SCRIPT
+        || nesting(text) > MAX_NEST
+        || paren_nesting(text) > MAX_PAREN_NEST
+        || has_empty_here_tag(text)
+        || has_here_doc_on_last_line(text)
+}
+
 /// Parses a program; `None` when it is invalid, too big, too nested, or the parser panicked.
 fn parse(text: &str) -> Option<ast::Program> {
-    if text.len() > MAX_SCRIPT || nesting(text) > MAX_NEST {
+    if too_hard(text) || has_huge_io_number(text) {
         return None;
     }
     let opts = options();
@@ -136,6 +222,20 @@ fn parse(text: &str) -> Option<ast::Program> {
     }))
     .ok()
     .flatten()
+}
+
+/// Whether the script has digits right before `<` or `>` that do not fit an `i32`
+/// (`echo 99999999999>x`): brush-parser reads them as a redirection's file descriptor and
+/// unwraps the conversion (caught by `catch_unwind`, but better not reached at all). Digits
+/// that end a longer word are counted too; such a script is then asked, which errs on the safe
+/// side.
+fn has_huge_io_number(text: &str) -> bool {
+    text.match_indices(['<', '>']).any(|(i, _)| {
+        let before = text.get(..i).unwrap_or("");
+        let digits = before.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let run = before.get(before.len() - digits..).unwrap_or("");
+        !run.is_empty() && run.parse::<i32>().is_err()
+    })
 }
 
 /// Whether the word holds `~N`/`~+N`/`~-N` with a number too long for brush-parser, which
@@ -150,7 +250,7 @@ fn has_huge_tilde_number(raw: &str) -> bool {
 
 /// Parses a word into pieces; `None` when invalid, too big or too nested.
 fn parse_word(raw: &str) -> Option<Vec<WordPieceWithSource>> {
-    if raw.len() > MAX_SCRIPT || nesting(raw) > MAX_NEST || has_huge_tilde_number(raw) {
+    if too_hard(raw) || has_huge_tilde_number(raw) {
         return None;
     }
     let opts = options();
@@ -833,6 +933,141 @@ mod tests {
         assert_eq!(nesting("( ( true ) )"), 2);
         assert!(nesting("if true; then if true; then x; fi; fi") >= 2);
         assert!(nesting(&"{ ".repeat(500)) > MAX_NEST);
+    }
+
+    thread_local! {
+        static PANICS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Runs `f` and returns how many panics happened on this thread meanwhile, caught or not
+    /// (the hook is process-wide but counts per thread, so parallel tests do not interfere).
+    fn panics_during(f: impl FnOnce()) -> usize {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                PANICS.with(|p| p.set(p.get() + 1));
+                previous(info);
+            }));
+        });
+        let before = PANICS.with(std::cell::Cell::get);
+        f();
+        PANICS.with(std::cell::Cell::get) - before
+    }
+
+    #[test]
+    fn overflowing_redirection_fd_never_reaches_the_parser() {
+        // Found by `cargo xtask fuzz` (detector target): brush-parser 0.4 unwraps the i32
+        // conversion of an io-number, so `44444444444<>x` panicked inside the parser.
+        for script in [
+            "ssh 44444444444<>x",
+            "echo 2147483648>/dev/null",
+            "cat 99999999999999999999999< in",
+            "x;00000000000000000000000000004444444444>x",
+        ] {
+            assert!(has_huge_io_number(script), "{script:?}");
+            assert_eq!(panics_during(|| assert!(parse(script).is_none())), 0);
+        }
+        // File descriptors that fit, and numbers that are no redirection, still parse.
+        for script in [
+            "echo 2147483647>/dev/null",
+            "exec 3<>x",
+            "echo 99999999999 > x",
+        ] {
+            assert!(!has_huge_io_number(script), "{script:?}");
+            assert!(parse(script).is_some(), "{script:?}");
+        }
+        assert!(!has_huge_io_number("echo 99999999999999"));
+        assert!(!has_huge_io_number("<>"));
+    }
+
+    #[test]
+    fn unclosed_parentheses_are_refused_before_the_parser_backtracks() {
+        // Found by `cargo xtask fuzz` (detector target, a hang): brush-parser's time doubles
+        // with each unclosed `(`; 32 of them took minutes.
+        assert_eq!(paren_nesting("echo $(( (1 + 2) * (3) ))"), 3);
+        assert_eq!(paren_nesting("a) b) c) ((x"), 2);
+        assert_eq!(paren_nesting("[[ ${a[(1)]} ]]"), 4);
+        // A second hang found by the fuzzer: 12 unclosed `(` among 22 unclosed `[`.
+        let mixed = "dpd[$[delei MOt<<<9  1&&(LL[LL[LLyc ".repeat(6);
+        assert!(paren_nesting(&mixed) > MAX_PAREN_NEST);
+        assert!(parse(&mixed).is_none());
+        let deep = "( ".repeat(MAX_PAREN_NEST + 1) + "x";
+        assert_eq!(paren_nesting(&deep), MAX_PAREN_NEST + 1);
+        let start = std::time::Instant::now();
+        assert!(parse(&deep).is_none());
+        assert!(parse_word(&format!("$({}", "(".repeat(40))).is_none());
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        // At the limit the parser still runs, in bounded time, and balanced scripts parse.
+        let at_limit = format!("{}x", "( ".repeat(MAX_PAREN_NEST));
+        let start = std::time::Instant::now();
+        assert!(parse(&at_limit).is_none(), "unclosed: invalid");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        let balanced = format!(
+            "{}x{}",
+            "( ".repeat(MAX_PAREN_NEST),
+            " )".repeat(MAX_PAREN_NEST)
+        );
+        assert!(parse(&balanced).is_some());
+    }
+
+    #[test]
+    fn empty_here_document_delimiters_are_refused() {
+        // Found by `cargo xtask fuzz` (detector target, out of memory twice): brush-parser
+        // loops on a here-document whose delimiter is empty or blank once unquoted.
+        for script in [
+            "r<<\r x ",
+            "cat <<-\x0c ",
+            "cat << \r\t",
+            "r<<\r;x ",
+            "echo ok; cat <<\r\x0c ",
+            "r<<\"\" ",
+            "r<<'' ",
+            "`d <<\"\"\"\" `x",
+        ] {
+            assert!(has_empty_here_tag(script), "{script:?}");
+            assert!(parse(script).is_none(), "{script:?}");
+        }
+        for script in [
+            "cat <<EOF\nx\nEOF\n",
+            "cat <<'EOF'\nx\nEOF\n",
+            "cat <<-\"EOF\" ",
+            "cat <<<\r ",
+            "cat <<<'' ",
+            "a << b",
+            "cat <<",
+        ] {
+            assert!(!has_empty_here_tag(script), "{script:?}");
+        }
+        assert!(parse("cat <<'EOF'\nx\nEOF\n").is_some());
+    }
+
+    #[test]
+    fn here_documents_without_a_body_are_refused() {
+        // Found by `cargo xtask fuzz` (detector target, a third out of memory).
+        let fuzzed = "!>9$(pw /<<  bash     pw /<<  bash ";
+        assert!(has_here_doc_on_last_line(fuzzed));
+        assert!(parse(fuzzed).is_none());
+        for script in ["cat <<EOF", "x; cat <<-E >out", "echo $((1<<2)); cat <<E"] {
+            assert!(has_here_doc_on_last_line(script), "{script:?}");
+        }
+        for script in [
+            "cat <<EOF\nx\nEOF",
+            "cat <<EOF\nx\nEOF\n",
+            "echo $((1<<3))",
+            "((x = y << 2))",
+            "((\nx <<= 1))",
+            "cat <<< \"$x\"",
+            "grep -n '<<<<<<<' f",
+        ] {
+            assert!(!has_here_doc_on_last_line(script), "{script:?}");
+        }
+        assert!(parse("cat <<EOF\nx\nEOF").is_some());
+        assert!(parse("echo $((1<<3))").is_some());
     }
 
     #[test]

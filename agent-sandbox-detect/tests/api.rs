@@ -366,10 +366,12 @@ fn odd_input_never_panics_and_fails_closed() {
         let v = classify_with(&det, &argv, &[], Some(Path::new(WS)));
         assert_eq!(v.action, Action::Ask, "{script:?}");
     }
-    // Input that makes brush-parser itself panic (tilde with an overflowing number) is caught.
+    // Input that makes brush-parser itself panic (tilde or redirection fd with an overflowing
+    // number) is kept from it and held.
     for script in [
         "~99999999999999999999999",
         "rm -rf ~+99999999999999999999 ~-99999999999999999999",
+        "ssh 44444444444<>x",
     ] {
         let argv = vec!["bash".to_string(), "-c".to_string(), script.to_string()];
         assert_eq!(
@@ -403,6 +405,89 @@ fn odd_input_never_panics_and_fails_closed() {
         home: None,
     };
     assert_eq!(det.classify(&ctx).action, Action::Ask);
+}
+
+#[test]
+fn unclosed_parentheses_are_held_quickly() {
+    // A hang found by `cargo xtask fuzz` (detector target): `watch` joins its arguments into a
+    // script with 32 unclosed `(`, on which the shell parser backtracks for minutes. Run on a
+    // thread so that a regression fails here instead of hanging the suite.
+    let argv: Vec<String> = [
+        "watch",
+        "((((((\u{1}w(((((((((\u{1}w((((((((((\u{1a}\u{fffd}1-n",
+        "(((((((\u{1a}\u{fffd}1-n",
+        ";0",
+        "rrf",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let v = classify_with(&Detector::builtin(), &argv, &[], Some(Path::new(WS)));
+        let _ = tx.send(v.action);
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Action::Ask));
+}
+
+#[test]
+fn empty_here_document_delimiters_are_held_without_exhausting_memory() {
+    // Found by `cargo xtask fuzz` (detector target): the shell parser queued tokens until it
+    // ran out of memory on a here-document delimited by a carriage return, or by `""""`.
+    // The fuzzer's second input, run-length encoded: (word, repetitions).
+    let ssh: &[(&str, usize)] = &[
+        ("ssh", 1),
+        ("\t", 1),
+        ("", 1),
+        (" ", 1),
+        ("!{", 1),
+        ("", 2),
+        ("`d", 1),
+        ("drm", 1),
+        ("\t", 1),
+        ("", 2),
+        ("; ", 1),
+        ("!", 1),
+        (" ", 1),
+        ("", 113),
+        (
+            "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}",
+            1,
+        ),
+        ("", 55),
+        ("<<", 1),
+        ("\"\"\"\"", 1),
+        ("", 8),
+        ("`shdrm", 1),
+        ("`doc", 1),
+        ("um", 1),
+        ("`doc", 1),
+        ("u", 1),
+        ("m", 1),
+    ];
+    let inputs: [Vec<String>; 2] = [
+        ["watch", "n-", "6+rpx r<<\r", "", "H", "", "{", "", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ssh.iter()
+            .flat_map(|(w, n)| std::iter::repeat_n(w.to_string(), *n))
+            .collect(),
+    ];
+    for argv in inputs {
+        let shown = argv.len();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let v = classify_with(&Detector::builtin(), &argv, &[], Some(Path::new(WS)));
+            let _ = tx.send(v.action);
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(Action::Ask),
+            "input of {shown} words"
+        );
+    }
 }
 
 #[test]

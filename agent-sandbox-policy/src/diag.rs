@@ -68,16 +68,51 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Maps byte offsets of a text to 1-based line and character column.
+///
+/// Both lookups take constant time (plus a binary search for the line), whatever the length of
+/// the line: counting the characters from the line start for each value would make a hostile
+/// one-line file with many values quadratic to parse (a 1 MB `disable = [...]` took seconds).
 #[derive(Debug, Clone)]
 pub(crate) struct LineIndex {
     starts: Vec<usize>,
+    /// `chars_before[k]`: characters in the first `k * CHAR_BLOCK` bytes of the text.
+    chars_before: Vec<usize>,
+}
+
+/// Bytes per entry of [`LineIndex::chars_before`]: memory is 1/8 of the text's size.
+const CHAR_BLOCK: usize = 64;
+
+/// Whether `b` starts a UTF-8 character (is not a continuation byte).
+fn starts_char(b: &u8) -> bool {
+    (b & 0xc0) != 0x80
 }
 
 impl LineIndex {
     pub(crate) fn new(text: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { starts }
+        let mut chars_before = Vec::with_capacity(text.len() / CHAR_BLOCK + 2);
+        let mut n = 0;
+        chars_before.push(0);
+        for block in text.as_bytes().chunks(CHAR_BLOCK) {
+            n += block.iter().filter(|b| starts_char(b)).count();
+            chars_before.push(n);
+        }
+        LineIndex {
+            starts,
+            chars_before,
+        }
+    }
+
+    /// Characters in `text[..offset]` (`offset <= text.len()`).
+    fn chars_to(&self, text: &str, offset: usize) -> usize {
+        let block = offset / CHAR_BLOCK;
+        let base = self.chars_before.get(block).copied().unwrap_or(0);
+        let rest = text
+            .as_bytes()
+            .get(block * CHAR_BLOCK..offset)
+            .map_or(0, |b| b.iter().filter(|b| starts_char(b)).count());
+        base + rest
     }
 
     /// (line, column), both 1-based. Offsets past the end clamp to the end.
@@ -86,10 +121,13 @@ impl LineIndex {
         // `starts` is sorted and starts with 0, so the partition point is >= 1.
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts.get(line - 1).copied().unwrap_or(0);
-        let column = match text.get(start..offset) {
-            Some(s) => s.chars().count() + 1,
+        let column = if text.is_char_boundary(offset) {
+            self.chars_to(text, offset)
+                .saturating_sub(self.chars_to(text, start))
+                + 1
+        } else {
             // Not on a char boundary (should not happen with toml spans): count bytes.
-            None => offset - start + 1,
+            offset.saturating_sub(start) + 1
         };
         (line, column)
     }
@@ -124,6 +162,45 @@ mod tests {
         assert_eq!(idx.locate(text, 12), (4, 1));
         assert_eq!(idx.locate(text, 13), (4, 2));
         assert_eq!(idx.locate(text, 999), (4, 2));
+        // Inside 'ç': bytes are counted.
+        assert_eq!(idx.locate(text, 4), (2, 2));
+    }
+
+    #[test]
+    fn columns_are_exact_across_blocks() {
+        // Multi-byte characters straddling the block boundaries, on several lines.
+        let text = "é€😀a\n".repeat(40) + &"ü".repeat(300);
+        let idx = LineIndex::new(&text);
+        for (offset, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+            let expected = (
+                text[..offset].matches('\n').count() + 1,
+                text[start..offset].chars().count() + 1,
+            );
+            assert_eq!(idx.locate(&text, offset), expected, "offset {offset}");
+        }
+    }
+
+    #[test]
+    fn locating_many_values_on_one_long_line_is_linear() {
+        // Regression (found while fuzzing the policy parser for `cargo xtask fuzz`): every
+        // lookup counted the characters from the line start, so a 1 MB one-line file with a
+        // hundred thousand values took seconds to parse. Here, quadratic lookups would count
+        // 10^12 characters; linear ones finish in about a second even unoptimized.
+        let text = "x".repeat(4 << 20);
+        let idx = LineIndex::new(&text);
+        let start = std::time::Instant::now();
+        let budget = std::time::Duration::from_secs(10);
+        for (i, offset) in (0..text.len()).step_by(8).enumerate() {
+            assert_eq!(idx.locate(&text, offset), (1, offset + 1));
+            if i % 4096 == 0 {
+                assert!(
+                    start.elapsed() < budget,
+                    "{i} lookups took {:?}",
+                    start.elapsed()
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! benchmark the sandbox's overhead.
 
 mod bench;
+mod fuzz;
 mod run;
 mod setup;
 mod test;
@@ -31,7 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Install what the build and the tests need (apt packages, the nightly rust-src
-    /// component, bpf-linker), mount tracefs, build the release supervisor and print
+    /// component, bpf-linker, cargo-fuzz), mount tracefs, build the release supervisor and print
     /// `agent-sandbox doctor`'s kernel capability table.
     ///
     /// Idempotent: every step checks first, so a second run installs nothing. Needs root (or
@@ -63,6 +64,18 @@ enum Cmd {
     /// included, to target/bench/results.json. Needs root for the sandboxed legs. Exits
     /// non-zero only when a workload fails to run; the bars are informational.
     Bench(bench::BenchArgs),
+
+    /// Fuzz the policy parser, the command detector and the audit verifier for a bounded time
+    /// with cargo-fuzz (libFuzzer, nightly toolchain; installed like setup does if missing).
+    ///
+    /// First runs the fuzz crate's tests (every committed seed through its harness), then
+    /// builds the targets and fuzzes each for --secs seconds from its seeds
+    /// (fuzz/corpus/<target>/, left untouched) and the working corpus of earlier runs
+    /// (target/fuzz-corpus/<target>/). Prints per target the executions, their rate and the
+    /// outcome. A panic, an input running over 5 s or over 2 GB of memory is saved under
+    /// target/fuzz-findings/<target>/ and the command exits non-zero naming the file.
+    /// libFuzzer's full output: target/fuzz-logs/<target>.log.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +103,12 @@ fn dispatch(root: &std::path::Path, command: Cmd) -> Result<ExitCode> {
         Cmd::Setup(args) => setup::run(root, args.options())?,
         Cmd::Test(args) => test::run(root, &args)?,
         Cmd::Run(args) => run::run(root, &args)?,
+        Cmd::Fuzz(args) => {
+            if !fuzz::run(root, &args)? {
+                eprintln!("xtask: error: fuzzing found a crash or a hang (see above)");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Cmd::Bench(args) => {
             if !bench::run(root, &args)? {
                 eprintln!("xtask: error: some workloads failed to run (see above)");
@@ -123,6 +142,46 @@ mod tests {
             anyhow::bail!("parsed as {:?}", cli.command);
         };
         assert_eq!(args.command, ["bash", "-l"]);
+        Ok(())
+    }
+
+    #[test]
+    fn fuzz_options_are_parsed() -> Result<()> {
+        let cli = Cli::try_parse_from(["xtask", "fuzz"])?;
+        let Cmd::Fuzz(args) = cli.command else {
+            anyhow::bail!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.secs, 60);
+        assert!(args.targets.is_empty(), "no --target means all three");
+        assert_eq!(args.seed, None);
+
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "fuzz",
+            "--secs",
+            "5",
+            "--target",
+            "audit,policy",
+            "--target",
+            "audit",
+            "--seed",
+            "7",
+        ])?;
+        let Cmd::Fuzz(args) = cli.command else {
+            anyhow::bail!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.secs, 5);
+        assert_eq!(
+            args.targets,
+            [
+                fuzz::Target::Audit,
+                fuzz::Target::Policy,
+                fuzz::Target::Audit
+            ]
+        );
+        assert_eq!(args.seed, Some(7));
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "--secs", "0"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "--target", "kernel"]).is_err());
         Ok(())
     }
 

@@ -85,6 +85,7 @@ pub fn run(root: &Path, options: Options) -> Result<()> {
     apt_packages().context("installing Debian packages")?;
     rust_toolchain().context("preparing the nightly toolchain")?;
     bpf_linker(options.reinstall_bpf_linker).context("installing bpf-linker")?;
+    cargo_fuzz().context("installing cargo-fuzz")?;
     tracefs().context("mounting tracefs")?;
     if options.build {
         build_supervisor(root)?;
@@ -259,6 +260,23 @@ fn bpf_linker(reinstall: bool) -> Result<()> {
          `cargo install` wrote it to on PATH?",
     )?;
     println!("[setup] bpf-linker: installed ({version})");
+    Ok(())
+}
+
+/// Installs cargo-fuzz (`cargo xtask fuzz` runs the libFuzzer targets of `fuzz/` with it)
+/// unless `cargo fuzz --version` already works. Needs no root: it goes to cargo's bin directory.
+pub fn cargo_fuzz() -> Result<()> {
+    if let Ok(version) = util::run_captured(Command::new("cargo").args(["fuzz", "--version"])) {
+        println!("[setup] cargo-fuzz: present ({})", version.trim());
+        return Ok(());
+    }
+    println!("[setup] cargo-fuzz: not found, installing (takes a few minutes)");
+    util::run_streaming(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    let version = util::run_captured(Command::new("cargo").args(["fuzz", "--version"])).context(
+        "cargo-fuzz was installed but `cargo fuzz --version` fails; is the directory \
+             `cargo install` wrote it to on PATH?",
+    )?;
+    println!("[setup] cargo-fuzz: installed ({})", version.trim());
     Ok(())
 }
 
