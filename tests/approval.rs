@@ -6,7 +6,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -847,4 +847,92 @@ fn the_filter_refuses_bpf_and_module_loading_and_io_uring_while_paths_are_gated(
         log.contains("bpf EPERM") && log.contains("init_module EPERM"),
         "{log}"
     );
+}
+
+#[test]
+fn run_tui_shows_the_queue_in_the_supervisors_terminal_and_keeps_the_agent_off_it() {
+    let se = Session::new("gate-run-tui", "");
+    // The agent tries the terminal every way it could: as its stdio, as /dev/tty, and by name
+    // (the terminal is made the agent user's, as it is when a developer runs sudo in their
+    // own terminal, so only the sandbox stands in the way).
+    let script = script_file(
+        &se.s.dir,
+        "mkdir -p one two\n\
+         tty; echo tty=$?\n\
+         (echo x > /dev/tty) 2>/dev/null; echo devtty=$?\n\
+         python3 -c \"\n\
+import os, sys\n\
+try:\n    fd = os.open(sys.argv[1], os.O_RDWR); os.write(fd, b'FORGED'); print('OPENED-PTS')\n\
+except OSError as e:\n    print('pts refused', e.errno)\n\" \"$AS_PTS\"\n\
+         bash -c 'rm -rf one'; echo one=$?\n\
+         bash -c 'rm -rf two'; echo two=$?\n",
+    );
+    let status = se.s.path("status");
+    let tui = Tmux::start(
+        &format!("as-run-tui-{}", std::process::id()),
+        &format!(
+            "export AS_PTS=$(tty); chown nobody $AS_PTS; chmod 620 $AS_PTS; cd {ws} && {BIN} run --tui --user \
+             nobody --trust-policy --state-dir {state} -- /bin/bash {script}; echo $? > {status}; \
+             sleep 600",
+            ws = se.ws.display(),
+            state = se.state.display(),
+            script = script.display(),
+            status = status.display(),
+        ),
+    );
+    // Whatever fails below, dropping `tui` kills the tmux session: the supervisor gets SIGHUP,
+    // forwards it, and the tree ends with it.
+    tui.wait_for("rm -rf one");
+    tui.keys(&["a"]);
+    assert!(wait_until(Duration::from_secs(20), || !se
+        .ws
+        .join("one")
+        .exists()));
+    tui.wait_for("rm -rf two");
+    tui.keys(&["d"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || status.exists()),
+        "the session ended; screen:\n{}",
+        tui.screen()
+    );
+    assert_eq!(fs::read_to_string(&status).unwrap().trim(), "0");
+    assert!(se.ws.join("two").exists(), "denied: kept");
+    assert!(
+        !tui.screen().contains("FORGED"),
+        "the agent wrote on the UI's terminal:\n{}",
+        tui.screen()
+    );
+    // The agent's output went to its file, not to the terminal.
+    let out_dir = se.state.join("output");
+    let log: String = fs::read_dir(&out_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(log.contains("not a tty") && log.contains("tty=1"), "{log}");
+    assert!(!log.contains("devtty=0"), "{log}");
+    assert!(
+        log.contains("pts refused") && !log.contains("OPENED-PTS"),
+        "{log}"
+    );
+    assert!(log.contains("one=0") && log.contains("two=126"), "{log}");
+    assert!(log.contains("pts refused 13"), "{log}");
+    // The terminal was the agent user's for the session's sake of realism: it is again.
+    let pts = Command::new("tmux")
+        .args(["display", "-p", "-t", &tui.0, "#{pane_tty}"])
+        .output()
+        .unwrap();
+    let pts = String::from_utf8_lossy(&pts.stdout).trim().to_string();
+    let meta = fs::metadata(&pts).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (NOBODY, 0o620),
+        "{pts} got its owner and mode back"
+    );
+    let audit = se.audit();
+    let by: Vec<String> = of_kind(&audit, "decision")
+        .iter()
+        .map(|d| format!("{}/{}", d["fields"]["decision"], d["fields"]["by"]))
+        .collect();
+    assert_eq!(by, ["\"allow\"/\"tui\"", "\"deny\"/\"tui\""]);
 }

@@ -129,6 +129,19 @@ pub struct ChildSetup {
     /// The gate's seccomp filter and the socket its listener fd is sent over, when the gate
     /// is on. Installed last, after privileges are dropped and `no_new_privs` is set.
     pub gate: Option<(crate::seccomp::Filter, RawFd)>,
+    /// Keep the agent off the supervisor's terminal (`run --tui`): a new session without a
+    /// controlling terminal and these descriptors as its stdio.
+    pub detach: Option<Detach>,
+}
+
+/// The stdio of an agent kept off the terminal. Without a controlling terminal and without a
+/// descriptor of it, the agent can neither type into the approval UI (`TIOCSTI`) nor read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Detach {
+    /// Becomes fd 0 (`/dev/null`).
+    pub stdin: RawFd,
+    /// Becomes fds 1 and 2 (the agent's output file).
+    pub output: RawFd,
 }
 
 impl ChildSetup {
@@ -149,10 +162,19 @@ impl ChildSetup {
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            // Own process group, so terminal-generated signals (Ctrl-C) reach the agent's
-            // foreground job and not the supervisor, which forwards what it receives itself.
-            check(Step::Setpgid, libc::setpgid(0, 0))?;
-            if let Some(tty) = self.tty {
+            if let Some(d) = self.detach {
+                // Its own session: no controlling terminal, so no terminal signal or ioctl
+                // reaches the supervisor's terminal through it.
+                check(Step::Setsid, libc::setsid())?;
+                check(Step::Stdio, libc::dup2(d.stdin, 0))?;
+                check(Step::Stdio, libc::dup2(d.output, 1))?;
+                check(Step::Stdio, libc::dup2(d.output, 2))?;
+            } else {
+                // Own process group, so terminal-generated signals (Ctrl-C) reach the agent's
+                // foreground job and not the supervisor, which forwards what it receives.
+                check(Step::Setpgid, libc::setpgid(0, 0))?;
+            }
+            if let Some(tty) = self.tty.filter(|_| self.detach.is_none()) {
                 // We are a background group now: tcsetpgrp would stop us with SIGTTOU.
                 libc::signal(libc::SIGTTOU, libc::SIG_IGN);
                 check(Step::Tcsetpgrp, libc::tcsetpgrp(tty, libc::getpid()))?;
@@ -215,6 +237,10 @@ pub enum Step {
     Exec,
     /// installing the gate's seccomp filter or handing its listener over
     Seccomp,
+    /// setsid (an agent kept off the terminal)
+    Setsid,
+    /// dup2 of the agent's stdio (an agent kept off the terminal)
+    Stdio,
 }
 
 impl Step {
@@ -228,6 +254,8 @@ impl Step {
             6 => Step::NoNewPrivs,
             7 => Step::Exec,
             8 => Step::Seccomp,
+            9 => Step::Setsid,
+            10 => Step::Stdio,
             _ => return None,
         })
     }

@@ -1,7 +1,7 @@
 //! `agent-sandbox`: the command-line front end.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -76,6 +76,16 @@ enum Command {
         /// Observe only: no exec/deletion gate (for benchmarks comparing the two).
         #[arg(long, hide = true)]
         no_gate: bool,
+        /// Show the approval UI in this terminal. The agent is then kept off the terminal: it
+        /// runs in a session of its own with stdin from /dev/null and its output in
+        /// <state-dir>/output/<session>.log. The default when the agent is a GUI editor that
+        /// needs no terminal (cursor, code, codium, windsurf, zed, JetBrains IDEs, subl) and
+        /// this is a terminal; otherwise approve with `agent-sandbox attach` from another one.
+        #[arg(long, overrides_with = "no_tui")]
+        tui: bool,
+        /// Never show the approval UI in this terminal, even for a GUI editor.
+        #[arg(long, overrides_with = "tui")]
+        no_tui: bool,
         /// The agent command and its arguments.
         #[arg(last = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -244,6 +254,64 @@ fn main() -> ExitCode {
     }
 }
 
+/// GUI editors and IDEs that agents run in: they need no terminal, so by default the
+/// approval UI takes it.
+const GUI_AGENTS: &[&str] = &[
+    "cursor",
+    "code",
+    "code-insiders",
+    "codium",
+    "vscodium",
+    "windsurf",
+    "zed",
+    "zeditor",
+    "idea",
+    "idea.sh",
+    "pycharm",
+    "pycharm.sh",
+    "goland",
+    "webstorm",
+    "clion",
+    "rustrover",
+    "subl",
+];
+
+/// Whether the agent command is one of [`GUI_AGENTS`] (by the program's file name).
+fn is_gui_agent(command: &[std::ffi::OsString]) -> bool {
+    command
+        .first()
+        .and_then(|c| Path::new(c).file_name())
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| GUI_AGENTS.contains(&n))
+}
+
+/// Whether `run` shows the approval UI in its own terminal: `--tui`, or a GUI agent (see
+/// [`GUI_AGENTS`]) with stdin and stdout on a terminal, unless `--no-tui`.
+fn wants_tui(
+    tui: bool,
+    no_tui: bool,
+    command: &[std::ffi::OsString],
+    events: &Option<PathBuf>,
+) -> Result<bool> {
+    use std::io::IsTerminal as _;
+    let gui = is_gui_agent(command);
+    let on = !no_tui
+        && (tui || (gui && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()));
+    if on && events.as_deref() == Some(Path::new("-")) {
+        bail!(
+            "--events - writes events to the terminal the approval UI needs: give --events a \
+             file, or add --no-tui"
+        );
+    }
+    if tui && !std::io::stdout().is_terminal() {
+        bail!(
+            "--tui needs a terminal on stdout; approve with `agent-sandbox attach` or \
+             `agent-sandbox decide` from elsewhere instead"
+        );
+    }
+    Ok(on)
+}
+
 fn real_main(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run {
@@ -257,6 +325,8 @@ fn real_main(cli: Cli) -> Result<i32> {
             strict,
             state_dir,
             no_gate,
+            tui,
+            no_tui,
             command,
         } => {
             if command.is_empty() {
@@ -268,6 +338,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             if !(0.0..=3600.0).contains(&grace) {
                 bail!("--grace must be between 0 and 3600 seconds, got {grace}");
             }
+            let tui = wants_tui(tui, no_tui, &command, &events)?;
             let outcome = session::run(session::RunOptions {
                 command,
                 user,
@@ -280,6 +351,7 @@ fn real_main(cli: Cli) -> Result<i32> {
                 strict,
                 state_dir,
                 gate: !no_gate,
+                tui,
             })?;
             Ok(outcome.exit_code)
         }
@@ -676,4 +748,32 @@ fn names(s: &[(String, PathBuf)]) -> String {
         .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn gui_editors_are_recognised_by_their_program_name_only() {
+        assert!(is_gui_agent(&cmd(&["cursor", "."])));
+        assert!(is_gui_agent(&cmd(&["/usr/share/code/code", "--wait"])));
+        assert!(is_gui_agent(&cmd(&["zed"])));
+        assert!(!is_gui_agent(&cmd(&["claude"])));
+        assert!(!is_gui_agent(&cmd(&["bash", "-c", "cursor ."])));
+        assert!(!is_gui_agent(&cmd(&["/opt/cursor-tools/bin/aider"])));
+        assert!(!is_gui_agent(&[]));
+    }
+
+    #[test]
+    fn the_ui_and_events_on_stdout_exclude_each_other() {
+        let err = wants_tui(true, false, &cmd(&["bash"]), &Some(PathBuf::from("-")))
+            .expect_err("both want the terminal");
+        assert!(err.to_string().contains("--no-tui"), "{err}");
+        assert!(!wants_tui(false, true, &cmd(&["cursor"]), &None).unwrap());
+    }
 }

@@ -68,6 +68,9 @@ pub struct RunOptions {
     /// `--strict`: a rule that cannot be installed (a hostname that does not resolve, a glob
     /// of the user's or repository's policy that matches nothing) is fatal.
     pub strict: bool,
+    /// `--tui`: the approval UI runs in this terminal and the agent is kept off it (its
+    /// output goes to a file in the state directory).
+    pub tui: bool,
 }
 
 /// What the session enforces, prepared from the effective policy before anything starts.
@@ -244,7 +247,15 @@ impl Drop for CgroupGuard {
 }
 
 /// Creates (or truncates) a root-owned 0600 file without following a symlink.
-fn open_private(path: &PathBuf) -> Result<BufWriter<File>> {
+fn open_private(path: &std::path::Path) -> Result<BufWriter<File>> {
+    Ok(BufWriter::with_capacity(
+        256 * 1024,
+        create_private(path, "events file")?,
+    ))
+}
+
+/// Creates (or truncates) `path` root-owned with mode 0600, never through a symlink.
+fn create_private(path: &std::path::Path, what: &str) -> Result<File> {
     let f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -252,13 +263,13 @@ fn open_private(path: &PathBuf) -> Result<BufWriter<File>> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-        .with_context(|| format!("creating events file {}", path.display()))?;
+        .with_context(|| format!("creating {what} {}", path.display()))?;
     // An existing file keeps its owner and mode on open: make it ours and private.
     std::os::unix::fs::fchown(&f, Some(0), Some(0))
         .with_context(|| format!("chown root {}", path.display()))?;
     f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .with_context(|| format!("chmod 0600 {}", path.display()))?;
-    Ok(BufWriter::with_capacity(256 * 1024, f))
+    Ok(f)
 }
 
 fn run_in_cgroup(
@@ -638,11 +649,7 @@ async fn supervise(
     }
 
     // The approval socket and the broker exist before the agent can be held.
-    let session = cgroup
-        .path()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let session = session_name(cgroup);
     let (sock, sock_path) = approval::bind(&opts.state_dir, &session).with_context(|| {
         format!(
             "creating the approval socket in {}",
@@ -671,7 +678,8 @@ async fn supervise(
             cgroup_dir: cgroup.path().to_path_buf(),
             cgroup_rel: cgroup.relative().to_string(),
             timeout: approval.timeout,
-            announce: true,
+            // The UI in this terminal shows holds itself; a line on stderr would tear it.
+            announce: !opts.tui,
         },
         Arc::clone(&listener_cell),
         approval.shared,
@@ -687,6 +695,27 @@ async fn supervise(
         updates.clone(),
         records_tx,
     ));
+    // The UI is a client of the socket like `attach`, on its own thread (it blocks on keys).
+    let _terminal_lock = if opts.tui {
+        TerminalLock::take()?
+    } else {
+        None
+    };
+    let tui = opts.tui.then(|| {
+        let path = sock_path.clone();
+        std::thread::spawn(move || {
+            let r = approval::short_path(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|(_dir, short)| {
+                    agent_sandbox_tui::tui::run(&short).map_err(|e| e.to_string())
+                });
+            if let Err(e) = r {
+                eprintln!(
+                    "agent-sandbox: approval UI: {e} (`agent-sandbox attach` from another terminal)"
+                );
+            }
+        })
+    });
 
     // The gate thread waits for the listener the agent's first process sends it.
     let (gate_sock, child_sock) = match approval.gate {
@@ -706,10 +735,21 @@ async fn supervise(
         _ => None,
     };
 
-    let tty = launch::foreground_tty();
+    // With the approval UI in this terminal, the agent gets none of it.
+    let detached = if opts.tui {
+        Some(AgentOutput::open(&opts.state_dir, &session_name(cgroup))?)
+    } else {
+        None
+    };
+    let tty = if detached.is_some() {
+        None
+    } else {
+        launch::foreground_tty()
+    };
     let setup = ChildSetup {
         cgroup_dir,
         tty,
+        detach: detached.as_ref().map(AgentOutput::detach),
         uid: identity.uid,
         gid: identity.gid,
         groups: identity.groups.clone(),
@@ -851,6 +891,13 @@ async fn supervise(
         &agent_sandbox_tui::proto::Update::Ended { exit_code: code },
     )));
     let _ = std::fs::remove_file(&sock_path);
+    // The UI leaves on the Ended update; its terminal is restored before anything is printed.
+    if let Some(h) = tui {
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
+    if let Some(o) = &detached {
+        eprintln!("agent-sandbox: the agent's output: {}", o.path.display());
+    }
     if let Some((h, stop, _)) = gate_thread {
         gate::stop(&stop);
         let _ = tokio::task::spawn_blocking(move || h.join()).await;
@@ -858,6 +905,88 @@ async fn supervise(
     let _ = stop_tx.send(());
     let sink = reader.await.context("event reader task")??;
     Ok((code, sink))
+}
+
+/// The session's name: its cgroup's directory name.
+fn session_name(cgroup: &SessionCgroup) -> String {
+    cgroup
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Where the output of an agent kept off the terminal goes: `<state>/output/<session>.log`,
+/// root-owned 0600 (the agent writes through the descriptor it inherits, and cannot open it).
+struct AgentOutput {
+    path: PathBuf,
+    null: std::fs::File,
+    file: std::fs::File,
+}
+
+impl AgentOutput {
+    fn open(state_dir: &std::path::Path, session: &str) -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let dir = state_dir.join("output");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{session}.log"));
+        let file = create_private(&path, "the agent's output file")?;
+        let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
+        Ok(Self { path, null, file })
+    }
+
+    fn detach(&self) -> launch::Detach {
+        launch::Detach {
+            stdin: self.null.as_raw_fd(),
+            output: self.file.as_raw_fd(),
+        }
+    }
+}
+
+/// The approval UI's terminal, made root-only (0600) for the session and given back on drop.
+/// The agent usually runs as the user who owns the terminal and could otherwise open it by
+/// name (`/dev/pts/N`) and draw a forged screen over the UI. fanotify cannot refuse that open:
+/// the kernel sends no permission events for device files. Descriptors already open (the
+/// user's shell) keep working.
+struct TerminalLock {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl TerminalLock {
+    fn take() -> Result<Option<Self>> {
+        use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+        let f = io::stdout();
+        let meta = std::fs::metadata("/proc/self/fd/1").context("inspecting the terminal")?;
+        if !meta.file_type().is_char_device() {
+            return Ok(None);
+        }
+        std::os::unix::fs::fchown(f.as_fd(), Some(0), None)
+            .context("making the approval UI's terminal root-owned")?;
+        // SAFETY: fchmod of our own stdout, which stays open.
+        if unsafe { libc::fchmod(1, 0o600) } != 0 {
+            return Err(io::Error::last_os_error())
+                .context("making the approval UI's terminal private");
+        }
+        Ok(Some(Self {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        }))
+    }
+}
+
+impl Drop for TerminalLock {
+    fn drop(&mut self) {
+        let _ = std::os::unix::fs::fchown(io::stdout().as_fd(), Some(self.uid), Some(self.gid));
+        // SAFETY: fchmod of our own stdout, which stays open.
+        unsafe { libc::fchmod(1, self.mode) };
+    }
 }
 
 /// Sends one event record to subscribed approvers (a full subscriber skips, never blocks).
