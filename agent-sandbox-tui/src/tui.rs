@@ -990,18 +990,23 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
 
 /// How the event loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum End {
+pub enum End {
+    /// The user quit (the session goes on).
     Quit,
+    /// The session ended with the agent's exit code.
     Ended(i32),
+    /// The stream closed without an end message.
     Closed,
 }
 
 /// Reads keys: waits at most the given time, `None` when nothing came. It may look at the
-/// terminal (tests read the drawn screen through it).
-type Input<'a, B> = dyn FnMut(&Terminal<B>, Duration) -> Result<Option<Event>, TuiError> + 'a;
+/// terminal (tests and the approval benchmark read the drawn screen through it).
+pub type Input<'a, B> = dyn FnMut(&Terminal<B>, Duration) -> Result<Option<Event>, TuiError> + 'a;
 
-/// Folds in updates, draws, and handles keys until the user quits or the stream ends.
-fn event_loop<B: Backend>(
+/// Folds in updates, draws, and handles keys until the user quits or the stream ends: the
+/// loop [`run`] drives with the real terminal and keyboard, public so that a benchmark can
+/// drive it with ratatui's `TestBackend` and scripted keys.
+pub fn event_loop<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     sub: &mut Subscription,

@@ -11,6 +11,7 @@
 //! the `sigkill` workload times how long the agent's tree outlives a SIGKILLed supervisor,
 //! sandbox only (see [`sigkill`]).
 
+mod approval;
 mod protected;
 mod report;
 mod scan;
@@ -55,16 +56,21 @@ pub enum Workload {
     /// time until the tree is gone (sandbox only: it measures the watchdog)
     #[value(alias = "f")]
     Sigkill,
+    /// (g) held actions answered by an approver on the session's socket: hold → drawn in the
+    /// approval UI, and decision → held call returned (sandbox only)
+    #[value(alias = "g")]
+    Approval,
 }
 
 impl Workload {
-    const ALL: [Workload; 6] = [
+    const ALL: [Workload; 7] = [
         Workload::Open,
         Workload::Forkexec,
         Workload::Build,
         Workload::True,
         Workload::Scan,
         Workload::Sigkill,
+        Workload::Approval,
     ];
 
     /// The name used on the command line and in results.json.
@@ -76,6 +82,7 @@ impl Workload {
             Workload::True => "true",
             Workload::Scan => "scan",
             Workload::Sigkill => "sigkill",
+            Workload::Approval => "approval",
         }
     }
 
@@ -85,7 +92,7 @@ impl Workload {
     fn supports(self, leg: Leg) -> bool {
         match self {
             Workload::Scan => leg == Leg::Bare,
-            Workload::Sigkill => leg == Leg::Sandbox,
+            Workload::Sigkill | Workload::Approval => leg == Leg::Sandbox,
             _ => true,
         }
     }
@@ -121,6 +128,8 @@ impl Workload {
             (Workload::True, _) => 20,
             (Workload::Sigkill, true) => 3,
             (Workload::Sigkill, false) => 9,
+            (Workload::Approval, true) => 1,
+            (Workload::Approval, false) => 3,
             (_, true) => 1,
             (Workload::Build | Workload::Scan, false) => 5,
             (Workload::Open | Workload::Forkexec, false) => 7,
@@ -175,8 +184,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
 
-    /// Run only these workloads, comma-separated: open, forkexec, build, true, scan, sigkill
-    /// (or a, b, c, d, e, f).
+    /// Run only these workloads, comma-separated: open, forkexec, build, true, scan, sigkill,
+    /// approval (or a, b, c, d, e, f, g).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "WORKLOADS")]
     pub only: Vec<Workload>,
 
@@ -307,6 +316,9 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<bool> {
             Ok(prepared) if workload == Workload::Sigkill => {
                 measure_sigkill(&prepared, &legs, reps, &ctx)
             }
+            Ok(prepared) if workload == Workload::Approval => {
+                measure_approval(&prepared, &legs, reps, &ctx)
+            }
             Ok(prepared) => {
                 let run = measure(workload, &prepared, &legs, reps, &ctx);
                 // the build's target directory is a few hundred MB nobody will look at
@@ -436,6 +448,49 @@ fn measure_sigkill(prepared: &Prepared, legs: &[Leg], reps: u32, ctx: &Context) 
                     .entry(Leg::Sandbox)
                     .or_default()
                     .push(r.tree_gone_ms);
+                run.reps_completed = rep;
+            }
+            Err(err) => {
+                println!("[bench] {name}: FAILED (rep {rep}): {err:#}");
+                return run.failed(format!("rep {rep}: {err:#}"));
+            }
+        }
+    }
+    run
+}
+
+/// Runs the `approval` workload: `reps` sessions of [`approval::HOLDS`] held actions each (see
+/// [`approval`]); every hold is one sample. Stops at the first failing rep.
+fn measure_approval(prepared: &Prepared, legs: &[Leg], reps: u32, ctx: &Context) -> WorkloadRun {
+    let name = Workload::Approval.name();
+    let mut run = WorkloadRun::new(
+        Workload::Approval,
+        prepared.description.clone(),
+        reps,
+        legs.to_vec(),
+    );
+    if !legs.contains(&Leg::Sandbox) {
+        return run;
+    }
+    let Some(workspace) = prepared.cwd.as_deref() else {
+        return run.failed("no workspace was prepared".to_owned());
+    };
+    let stderr_log = ctx.logs_dir.join(format!("{name}-sandbox.stderr"));
+    for rep in 1..=reps {
+        match approval::rep(&ctx.supervisor, workspace, &stderr_log) {
+            Ok(r) => {
+                println!(
+                    "[bench] {name} rep {rep}/{reps}: {} holds, hold -> UI median {:.2} ms, \
+                     decision -> resume median {:.2} ms",
+                    r.hold_to_ui_ms.len(),
+                    report::median(&r.hold_to_ui_ms).unwrap_or(f64::NAN),
+                    report::median(&r.resume_ms).unwrap_or(f64::NAN),
+                );
+                run.raw_ms
+                    .entry(Leg::Sandbox)
+                    .or_default()
+                    .extend(r.hold_to_ui_ms);
+                run.resume_ms.extend(r.resume_ms);
                 run.reps_completed = rep;
             }
             Err(err) => {

@@ -28,6 +28,10 @@ const SCAN_BAR_MB_PER_S: f64 = 200.0;
 const SIGKILL_BAR_MS: f64 = 100.0;
 /// Issue 4: time the gate adds to one non-destructive exec, over observation alone.
 const GATE_PER_EXEC_BAR_US: f64 = 50.0;
+/// Issue 4: a held action is shown in the approval UI within this long (median).
+const HOLD_TO_UI_BAR_MS: f64 = 50.0;
+/// Issue 4: a decision resumes or fails the held call within this long (median).
+const RESUME_BAR_MS: f64 = 10.0;
 
 /// The machine the numbers were taken on.
 #[derive(Debug, Serialize)]
@@ -166,6 +170,9 @@ pub struct WorkloadRun {
     pub supervisor_stats: Vec<RepStats>,
     /// Bytes one run reads (the scan tree), for a throughput.
     pub input_bytes: Option<u64>,
+    /// The approval workload's decision → resume times, one per hold (its `raw_ms` are the
+    /// hold → UI times).
+    pub resume_ms: Vec<f64>,
     error: Option<String>,
 }
 
@@ -186,6 +193,7 @@ impl WorkloadRun {
             raw_ms: BTreeMap::new(),
             supervisor_stats: Vec::new(),
             input_bytes: None,
+            resume_ms: Vec::new(),
             error: None,
         }
     }
@@ -221,7 +229,7 @@ impl LegSummary {
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
-fn median(values: &[f64]) -> Option<f64> {
+pub fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
@@ -274,6 +282,8 @@ struct WorkloadReport {
     input_bytes: Option<u64>,
     /// `input_bytes` over the bare median, in MB (10^6 bytes) per second.
     mb_per_s: Option<f64>,
+    /// The approval workload: decision → resume, every hold and their median.
+    resume: Option<LegSummary>,
     /// Largest `lost_total` over the sandboxed reps (sandbox and protected legs).
     lost_total_max: Option<u64>,
     /// Largest supervisor peak RSS over the sandboxed reps.
@@ -335,6 +345,7 @@ impl WorkloadReport {
             protected_over_sandbox_pct: protected_over_sandbox.map(|r| (r - 1.0) * 100.0),
             input_bytes: run.input_bytes,
             mb_per_s,
+            resume: (!run.resume_ms.is_empty()).then(|| LegSummary::new(run.resume_ms)),
             lost_total_max,
             peak_rss_kb_max,
             stats_missing,
@@ -422,6 +433,22 @@ impl WorkloadReport {
                     .and_then(|s| s.median_ms)
                     .map(|ms| (format!("{ms:.1} ms"), ms < SIGKILL_BAR_MS)),
             )],
+            Workload::Approval => vec![
+                judge(
+                    format!("hold -> UI <= {HOLD_TO_UI_BAR_MS} ms (median)"),
+                    self.legs
+                        .get(&Leg::Sandbox)
+                        .and_then(|s| s.median_ms)
+                        .map(|ms| (format!("{ms:.2} ms"), ms <= HOLD_TO_UI_BAR_MS)),
+                ),
+                judge(
+                    format!("decision -> resume <= {RESUME_BAR_MS} ms (median)"),
+                    self.resume
+                        .as_ref()
+                        .and_then(|s| s.median_ms)
+                        .map(|ms| (format!("{ms:.2} ms"), ms <= RESUME_BAR_MS)),
+                ),
+            ],
             Workload::Scan => vec![judge_if(
                 selected(Leg::Bare),
                 format!("throughput >= {SCAN_BAR_MB_PER_S} MB/s"),

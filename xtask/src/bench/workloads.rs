@@ -214,6 +214,15 @@ pub fn prepare(workload: Workload, bench_dir: &Path, opts: &PrepareOptions) -> R
             cwd: Some(super::sigkill::workspace(bench_dir)?),
             ..Prepared::default()
         }),
+        Workload::Approval => Ok(Prepared {
+            description: format!(
+                "{} held execs per session, answered deny/allow alternately on the approval \
+                 socket: hold -> drawn in the UI, decision -> call returned",
+                super::approval::HOLDS
+            ),
+            cwd: Some(super::approval::workspace(bench_dir)?),
+            ..Prepared::default()
+        }),
     }
 }
 
