@@ -112,3 +112,127 @@ fn a_session_leaves_a_verifiable_audit_log_the_agent_cannot_touch() {
     let v: serde_json::Value = serde_json::from_slice(&rep.stdout).expect("report json");
     assert!(v.is_object());
 }
+
+#[test]
+fn audit_syslog_sends_every_sealed_record_to_the_syslog_socket() {
+    use std::os::unix::net::UnixDatagram;
+    require_root();
+    let s = Scratch::new("audit-syslog");
+    let state = s.path("state");
+    fs::create_dir_all(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+    // The test is the syslog daemon: a datagram socket, as /dev/log is.
+    let sock_path = s.path("log.sock");
+    let daemon = UnixDatagram::bind(&sock_path).unwrap();
+    daemon
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let receiver = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let end = std::time::Instant::now() + Duration::from_secs(120);
+        // Until the session's last record (or a generous bound, if it never comes).
+        while std::time::Instant::now() < end
+            && !got
+                .last()
+                .is_some_and(|m: &String| m.contains("\"kind\":\"session_end\""))
+        {
+            if let Ok(n) = daemon.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        got
+    });
+    // A refused read of a protected file (a warning) among ordinary execs.
+    let secret = s.path("secret.txt");
+    fs::write(&secret, "secret").unwrap();
+    let secret = fs::canonicalize(&secret).unwrap();
+    let policy = s.path("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[[files.deny_read]]\nid = \"test-secret\"\npaths = [\"{}\"]\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let out = sandbox(
+        &[
+            "--user",
+            "root",
+            "--trust-policy",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            &format!("--audit-syslog={}", sock_path.display()),
+        ],
+        &[
+            "/bin/bash",
+            "-c",
+            &format!("cat {}; true", secret.display()),
+        ],
+    )
+    .output()
+    .unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{se}");
+    assert!(se.contains("audit records sent to syslog"), "{se}");
+    let got = receiver.join().unwrap();
+    let log = fs::read_dir(state.join("audit"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let lines: Vec<String> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(lines.len() >= 3, "{lines:#?}");
+    // Every record, in order, each message the sealed line itself (verifiable centrally).
+    let messages: Vec<&str> = got
+        .iter()
+        .map(|m| m.split_once(" - ").map(|(_, msg)| msg).unwrap_or(""))
+        .collect();
+    assert_eq!(messages, lines, "the syslog copy is the audit log");
+    // authpriv (10): <84> warning for the refusal, <85> notice for the session's ends.
+    let pri_of = |kind: &str| {
+        got.iter()
+            .find(|m| m.contains(&format!("\"kind\":\"{kind}\"")))
+            .and_then(|m| m.split_once('>'))
+            .map(|(p, _)| p.to_owned())
+    };
+    assert_eq!(pri_of("file_refused").as_deref(), Some("<84"), "{got:#?}");
+    assert_eq!(pri_of("session_start").as_deref(), Some("<85"));
+    assert_eq!(pri_of("session_end").as_deref(), Some("<85"));
+    assert!(got.iter().all(|m| m.contains(" agent-sandbox ")));
+}
+
+#[test]
+fn audit_syslog_without_a_receiver_refuses_to_start() {
+    require_root();
+    let s = Scratch::new("audit-syslog-none");
+    let missing = s.path("no-such.sock");
+    let out = sandbox(
+        &[
+            "--user",
+            "root",
+            "--state-dir",
+            s.path("state").to_str().unwrap(),
+            &format!("--audit-syslog={}", missing.display()),
+        ],
+        &["/bin/sh", "-c", "echo RAN"],
+    )
+    .output()
+    .unwrap();
+    let so = String::from_utf8_lossy(&out.stdout);
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!so.contains("RAN"), "the agent must not run: {so}");
+    assert!(
+        se.contains("--audit-syslog") && se.contains(missing.to_str().unwrap()),
+        "{se}"
+    );
+}

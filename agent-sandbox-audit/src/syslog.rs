@@ -99,7 +99,10 @@ fn kind_of(line: &[u8]) -> Option<&str> {
 /// RFC 5424 severity for a record kind.
 fn severity(kind: Option<&str>) -> u8 {
     match kind {
-        Some("net_refused" | "file_refused" | "hold" | "freeze") => 4,
+        Some(
+            "net_refused" | "file_refused" | "held" | "gate_refused" | "approval_refused"
+            | "freeze",
+        ) => 4,
         Some("decision" | "thaw" | "session_start" | "session_end" | "policy_trust") => 5,
         _ => 6,
     }

@@ -76,6 +76,18 @@ enum Command {
         /// Observe only: no exec/deletion gate (for benchmarks comparing the two).
         #[arg(long, hide = true)]
         no_gate: bool,
+        /// Also send every audit record to syslog (authpriv facility, RFC 5424, the sealed line
+        /// as the message, so the central copy verifies with the session key too): to
+        /// /dev/log, or to the datagram socket PATH (`--audit-syslog=PATH`). The run refuses to
+        /// start when nothing receives there; records the daemon cannot take are counted.
+        #[arg(
+            long,
+            value_name = "PATH",
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "/dev/log"
+        )]
+        audit_syslog: Option<PathBuf>,
         /// Show the approval UI in this terminal. The agent is then kept off the terminal: it
         /// runs in a session of its own with stdin from /dev/null and its output in
         /// <state-dir>/output/<session>.log. The default when the agent is a GUI editor that
@@ -327,6 +339,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             no_gate,
             tui,
             no_tui,
+            audit_syslog,
             command,
         } => {
             if command.is_empty() {
@@ -351,6 +364,7 @@ fn real_main(cli: Cli) -> Result<i32> {
                 strict,
                 state_dir,
                 gate: !no_gate,
+                audit_syslog,
                 tui,
             })?;
             Ok(outcome.exit_code)

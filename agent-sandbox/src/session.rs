@@ -34,7 +34,7 @@ use crate::network::{NetPlan, NetRule};
 use crate::policy::{self, EffectivePolicy, LoadOptions, Source, TrustDecision};
 use crate::secrets;
 use crate::tracefs::{self, SchedOffsets};
-use agent_sandbox_audit::{AuditKey, AuditWriter};
+use agent_sandbox_audit::{AuditKey, AuditWriter, SyslogForwarder};
 use std::os::unix::fs::DirBuilderExt as _;
 
 /// How often the reader looks at the ring buffer when no wakeup came (high-rate probes only
@@ -68,6 +68,8 @@ pub struct RunOptions {
     /// `--strict`: a rule that cannot be installed (a hostname that does not resolve, a glob
     /// of the user's or repository's policy that matches nothing) is fatal.
     pub strict: bool,
+    /// `--audit-syslog`: also send every audit record to this syslog socket.
+    pub audit_syslog: Option<PathBuf>,
     /// `--tui`: the approval UI runs in this terminal and the agent is kept off it (its
     /// output goes to a file in the state directory).
     pub tui: bool,
@@ -119,9 +121,29 @@ pub fn run(opts: RunOptions) -> Result<Outcome> {
         Some(p) => Some(Box::new(open_private(p)?)),
     };
 
+    // Asked-for central logging that cannot work is an error now, not a silent gap later.
+    let syslog = match &opts.audit_syslog {
+        None => None,
+        Some(p) => Some(
+            agent_sandbox_audit::SyslogForwarder::connect(Some(p)).with_context(|| {
+                format!(
+                    "--audit-syslog: nothing receives at {} (start the syslog daemon or \
+                     journald, or name its socket: --audit-syslog=PATH)",
+                    p.display()
+                )
+            })?,
+        ),
+    };
     let cgroup = SessionCgroup::create(&mount)?;
     let guard = CgroupGuard(Some(cgroup));
-    let result = run_in_cgroup(&opts, &identity, guard.get(), sched, sink_out, enforcement);
+    let result = run_in_cgroup(
+        &opts,
+        &identity,
+        guard.get(),
+        sched,
+        (sink_out, syslog),
+        enforcement,
+    );
     guard.finish()?;
     result
 }
@@ -277,7 +299,7 @@ fn run_in_cgroup(
     identity: &Identity,
     cgroup: &SessionCgroup,
     sched: SchedOffsets,
-    out: Option<Box<dyn io::Write + Send>>,
+    (out, syslog): (Option<Box<dyn io::Write + Send>>, Option<SyslogForwarder>),
     enforcement: Enforcement,
 ) -> Result<Outcome> {
     let cgroup_dir: OwnedFd = OpenOptions::new()
@@ -448,7 +470,7 @@ fn run_in_cgroup(
         cgroup,
         cgroup_dir,
         (ring, refusal_rx),
-        (out, audit),
+        (out, audit, syslog),
         rules,
         (start_extra, trust_record),
         approval,
@@ -478,6 +500,16 @@ fn run_in_cgroup(
         "audit_failures": sink.audit_failures,
     }))?;
     eprintln!("agent-sandbox: audit log: {}", audit_path.display());
+    if let Some(st) = sink.syslog.as_ref().map(SyslogForwarder::stats) {
+        eprintln!(
+            "agent-sandbox: audit records sent to syslog: {} ({} dropped: the daemon was gone \
+             or its queue full; {} cut to {} bytes)",
+            st.sent,
+            st.failed,
+            st.truncated,
+            agent_sandbox_audit::MAX_MESSAGE
+        );
+    }
 
     if lost_total > 0 {
         let detail: Vec<String> = lost
@@ -618,7 +650,11 @@ async fn supervise(
     cgroup: &SessionCgroup,
     cgroup_dir: OwnedFd,
     (ring, refusals): (RingBuf<MapData>, UnboundedReceiver<Refusal>),
-    (out, audit): (Option<Box<dyn io::Write + Send>>, AuditWriter),
+    (out, audit, syslog): (
+        Option<Box<dyn io::Write + Send>>,
+        AuditWriter,
+        Option<SyslogForwarder>,
+    ),
     rules: Arc<SessionRules>,
     (start_extra, trust_record): (serde_json::Value, Option<serde_json::Value>),
     approval: Approval,
@@ -628,6 +664,7 @@ async fn supervise(
     let (updates, _) = tokio::sync::broadcast::channel(4096);
     let (records_tx, records_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut sink = Sink::new(out, clock, rules, audit);
+    sink.syslog = syslog;
     sink.updates = Some(updates.clone());
     sink.counters = Arc::clone(&counters);
     let mut start = json!({
@@ -1034,6 +1071,8 @@ pub struct Sink {
     counts_refused_files: u64,
     audit: Option<AuditWriter>,
     audit_failures: u64,
+    /// `--audit-syslog`: every audit record is also sent there.
+    syslog: Option<SyslogForwarder>,
     /// Approvers' live feed, when any is subscribed.
     updates: Option<tokio::sync::broadcast::Sender<Arc<Vec<u8>>>>,
     /// Totals approvers see.
@@ -1062,6 +1101,7 @@ impl Sink {
             counts_refused_files: 0,
             audit: Some(audit),
             audit_failures: 0,
+            syslog: None,
             updates: None,
             counters: Arc::default(),
             mass_delete: None,
@@ -1229,6 +1269,9 @@ impl Sink {
                 eprintln!("agent-sandbox: error: writing the audit log: {e}");
             }
             self.audit_failures += 1;
+        } else if let Some(s) = self.syslog.as_mut() {
+            // The sealed line itself, so the central copy verifies with the same key.
+            s.send(w.last_line());
         }
     }
 
