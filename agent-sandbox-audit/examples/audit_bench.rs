@@ -2,7 +2,10 @@
 //! temp dir and prints the median per-record cost of `append` (batches of 1000 timed), then
 //! the time `verify` takes on that file.
 //!
-//! Run with: `cargo run --release -p agent-sandbox-audit --example audit_bench [records]`
+//! Run with: `cargo run --release -p agent-sandbox-audit --example audit_bench [records]
+//! [--keep DIR]`. With `--keep`, the log (`DIR/audit.jsonl`), its checkpoint and its key
+//! (`DIR/audit.key`) stay in DIR for `agent-sandbox audit verify --key`, and the last line
+//! printed is a JSON summary (`cargo xtask bench --only audit` reads it).
 
 use std::time::Instant;
 
@@ -11,13 +14,28 @@ use agent_sandbox_audit::{AuditKey, AuditWriter, Report, synthetic_record, verif
 const BATCH: u64 = 1000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let records: u64 = match std::env::args().nth(1) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let keep = args
+        .iter()
+        .position(|a| a == "--keep")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    let records: u64 = match args.first().filter(|a| !a.starts_with("--")) {
         Some(n) => n.parse()?,
         None => 1_000_000,
     };
-    let dir = tempfile::tempdir()?;
-    let log = dir.path().join("audit.jsonl");
+    let tmp = tempfile::tempdir()?;
+    let dir = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let log = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(agent_sandbox_audit::default_checkpoint_path(&log));
     let key = AuditKey::generate()?;
+    if keep.is_some() {
+        let key_path = dir.join("audit.key");
+        let _ = std::fs::remove_file(&key_path);
+        key.save(&key_path)?;
+    }
     let mut w = AuditWriter::create(&log, &key, "bench-session")?;
 
     let mut per_record_ns = Vec::new();
@@ -104,5 +122,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         summary.totals.records,
         start.elapsed().as_secs_f64()
     );
+    if keep.is_some() {
+        println!(
+            "{{\"records\":{records},\"append_median_us\":{:.4},\"append_p90_us\":{:.4},\
+             \"verify_s\":{:.4},\"bytes\":{size}}}",
+            pct(0.5) / 1000.0,
+            pct(0.9) / 1000.0,
+            verify_time.as_secs_f64()
+        );
+    }
     Ok(())
 }

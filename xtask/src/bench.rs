@@ -12,6 +12,7 @@
 //! sandbox only (see [`sigkill`]).
 
 mod approval;
+mod audit;
 mod protected;
 mod report;
 mod scan;
@@ -60,10 +61,14 @@ pub enum Workload {
     /// approval UI, and decision → held call returned (sandbox only)
     #[value(alias = "g")]
     Approval,
+    /// (h) the audit trail: append cost per record over a 1 M-record synthetic stream, and
+    /// `agent-sandbox audit verify` of that log (bare only: no session involved)
+    #[value(alias = "h")]
+    Audit,
 }
 
 impl Workload {
-    const ALL: [Workload; 7] = [
+    const ALL: [Workload; 8] = [
         Workload::Open,
         Workload::Forkexec,
         Workload::Build,
@@ -71,6 +76,7 @@ impl Workload {
         Workload::Scan,
         Workload::Sigkill,
         Workload::Approval,
+        Workload::Audit,
     ];
 
     /// The name used on the command line and in results.json.
@@ -83,6 +89,7 @@ impl Workload {
             Workload::Scan => "scan",
             Workload::Sigkill => "sigkill",
             Workload::Approval => "approval",
+            Workload::Audit => "audit",
         }
     }
 
@@ -91,7 +98,7 @@ impl Workload {
     /// measures the session itself.
     fn supports(self, leg: Leg) -> bool {
         match self {
-            Workload::Scan => leg == Leg::Bare,
+            Workload::Scan | Workload::Audit => leg == Leg::Bare,
             Workload::Sigkill | Workload::Approval => leg == Leg::Sandbox,
             _ => true,
         }
@@ -130,6 +137,8 @@ impl Workload {
             (Workload::Sigkill, false) => 9,
             (Workload::Approval, true) => 1,
             (Workload::Approval, false) => 3,
+            (Workload::Audit, true) => 1,
+            (Workload::Audit, false) => 3,
             (_, true) => 1,
             (Workload::Build | Workload::Scan, false) => 5,
             (Workload::Open | Workload::Forkexec, false) => 7,
@@ -185,7 +194,7 @@ pub struct BenchArgs {
     pub quick: bool,
 
     /// Run only these workloads, comma-separated: open, forkexec, build, true, scan, sigkill,
-    /// approval (or a, b, c, d, e, f, g).
+    /// approval, audit (or a, b, c, d, e, f, g, h).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "WORKLOADS")]
     pub only: Vec<Workload>,
 
@@ -318,6 +327,9 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<bool> {
             }
             Ok(prepared) if workload == Workload::Approval => {
                 measure_approval(&prepared, &legs, reps, &ctx)
+            }
+            Ok(prepared) if workload == Workload::Audit => {
+                measure_audit(&prepared, &legs, reps, &ctx)
             }
             Ok(prepared) => {
                 let run = measure(workload, &prepared, &legs, reps, &ctx);
@@ -490,7 +502,7 @@ fn measure_approval(prepared: &Prepared, legs: &[Leg], reps: u32, ctx: &Context)
                     .entry(Leg::Sandbox)
                     .or_default()
                     .extend(r.hold_to_ui_ms);
-                run.resume_ms.extend(r.resume_ms);
+                run.second_ms.extend(r.resume_ms);
                 run.reps_completed = rep;
             }
             Err(err) => {
@@ -499,6 +511,45 @@ fn measure_approval(prepared: &Prepared, legs: &[Leg], reps: u32, ctx: &Context)
             }
         }
     }
+    run
+}
+
+/// Runs the `audit` workload (see [`audit`]): per rep, the writer's median append cost and
+/// the real `audit verify` of the 1 M-record log it wrote. Stops at the first failing rep.
+fn measure_audit(prepared: &Prepared, legs: &[Leg], reps: u32, ctx: &Context) -> WorkloadRun {
+    let name = Workload::Audit.name();
+    let mut run = WorkloadRun::new(
+        Workload::Audit,
+        prepared.description.clone(),
+        reps,
+        legs.to_vec(),
+    );
+    let (Some(dir), Some(writer)) = (prepared.cwd.as_deref(), prepared.argv.first()) else {
+        return run.failed("the audit benchmark was not prepared".to_owned());
+    };
+    for rep in 1..=reps {
+        match audit::rep(Path::new(writer), &ctx.supervisor, dir) {
+            Ok(r) => {
+                println!(
+                    "[bench] {name} rep {rep}/{reps}: {} records ({:.0} MB): append median \
+                     {:.2} µs, audit verify {:.0} ms",
+                    audit::RECORDS,
+                    r.bytes as f64 / 1e6,
+                    r.append_median_us,
+                    r.verify_ms
+                );
+                run.raw_ms.entry(Leg::Bare).or_default().push(r.verify_ms);
+                run.second_ms.push(r.append_median_us);
+                run.reps_completed = rep;
+            }
+            Err(err) => {
+                println!("[bench] {name}: FAILED (rep {rep}): {err:#}");
+                return run.failed(format!("rep {rep}: {err:#}"));
+            }
+        }
+    }
+    // Nobody will look at a gigabyte of synthetic log.
+    let _ = fs::remove_dir_all(dir);
     run
 }
 

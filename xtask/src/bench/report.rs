@@ -32,6 +32,10 @@ const GATE_PER_EXEC_BAR_US: f64 = 50.0;
 const HOLD_TO_UI_BAR_MS: f64 = 50.0;
 /// Issue 4: a decision resumes or fails the held call within this long (median).
 const RESUME_BAR_MS: f64 = 10.0;
+/// Issue 5: appending one record to the audit log costs at most this (median).
+const AUDIT_APPEND_BAR_US: f64 = 5.0;
+/// Issue 5: `audit verify` of the 1 M-record log takes less than this.
+const AUDIT_VERIFY_BAR_MS: f64 = 2000.0;
 
 /// The machine the numbers were taken on.
 #[derive(Debug, Serialize)]
@@ -170,9 +174,10 @@ pub struct WorkloadRun {
     pub supervisor_stats: Vec<RepStats>,
     /// Bytes one run reads (the scan tree), for a throughput.
     pub input_bytes: Option<u64>,
-    /// The approval workload's decision → resume times, one per hold (its `raw_ms` are the
-    /// hold → UI times).
-    pub resume_ms: Vec<f64>,
+    /// A workload's second measure: approval, decision → resume in ms, one per hold (its
+    /// `raw_ms` are the hold → UI times); audit, the append median in µs, one per rep (its
+    /// `raw_ms` are the verify times).
+    pub second_ms: Vec<f64>,
     error: Option<String>,
 }
 
@@ -193,7 +198,7 @@ impl WorkloadRun {
             raw_ms: BTreeMap::new(),
             supervisor_stats: Vec::new(),
             input_bytes: None,
-            resume_ms: Vec::new(),
+            second_ms: Vec::new(),
             error: None,
         }
     }
@@ -282,8 +287,9 @@ struct WorkloadReport {
     input_bytes: Option<u64>,
     /// `input_bytes` over the bare median, in MB (10^6 bytes) per second.
     mb_per_s: Option<f64>,
-    /// The approval workload: decision → resume, every hold and their median.
-    resume: Option<LegSummary>,
+    /// The workload's second measure (approval: decision → resume ms; audit: append µs per
+    /// record), every sample and their median.
+    second: Option<LegSummary>,
     /// Largest `lost_total` over the sandboxed reps (sandbox and protected legs).
     lost_total_max: Option<u64>,
     /// Largest supervisor peak RSS over the sandboxed reps.
@@ -345,7 +351,7 @@ impl WorkloadReport {
             protected_over_sandbox_pct: protected_over_sandbox.map(|r| (r - 1.0) * 100.0),
             input_bytes: run.input_bytes,
             mb_per_s,
-            resume: (!run.resume_ms.is_empty()).then(|| LegSummary::new(run.resume_ms)),
+            second: (!run.second_ms.is_empty()).then(|| LegSummary::new(run.second_ms)),
             lost_total_max,
             peak_rss_kb_max,
             stats_missing,
@@ -443,10 +449,28 @@ impl WorkloadReport {
                 ),
                 judge(
                     format!("decision -> resume <= {RESUME_BAR_MS} ms (median)"),
-                    self.resume
+                    self.second
                         .as_ref()
                         .and_then(|s| s.median_ms)
                         .map(|ms| (format!("{ms:.2} ms"), ms <= RESUME_BAR_MS)),
+                ),
+            ],
+            Workload::Audit => vec![
+                judge_if(
+                    selected(Leg::Bare),
+                    format!("append <= {AUDIT_APPEND_BAR_US} µs per record (median)"),
+                    self.second
+                        .as_ref()
+                        .and_then(|s| s.median_ms)
+                        .map(|us| (format!("{us:.2} µs"), us <= AUDIT_APPEND_BAR_US)),
+                ),
+                judge_if(
+                    selected(Leg::Bare),
+                    format!("audit verify of 1 M records < {AUDIT_VERIFY_BAR_MS} ms"),
+                    self.legs
+                        .get(&Leg::Bare)
+                        .and_then(|s| s.median_ms)
+                        .map(|ms| (format!("{ms:.0} ms"), ms < AUDIT_VERIFY_BAR_MS)),
                 ),
             ],
             Workload::Scan => vec![judge_if(

@@ -214,6 +214,20 @@ pub fn prepare(workload: Workload, bench_dir: &Path, opts: &PrepareOptions) -> R
             cwd: Some(super::sigkill::workspace(bench_dir)?),
             ..Prepared::default()
         }),
+        Workload::Audit => {
+            let root = crate::util::workspace_root()?;
+            let writer = super::audit::build(&root)?;
+            Ok(Prepared {
+                description: format!(
+                    "{} synthetic audit records appended (release build of the writer), then \
+                     `agent-sandbox audit verify` of the log",
+                    super::audit::RECORDS
+                ),
+                argv: vec![writer.into()],
+                cwd: Some(bench_dir.join("audit")),
+                ..Prepared::default()
+            })
+        }
         Workload::Approval => Ok(Prepared {
             description: format!(
                 "{} held execs per session, answered deny/allow alternately on the approval \
