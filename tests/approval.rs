@@ -935,4 +935,32 @@ except OSError as e:\n    print('pts refused', e.errno)\n\" \"$AS_PTS\"\n\
         .map(|d| format!("{}/{}", d["fields"]["decision"], d["fields"]["by"]))
         .collect();
     assert_eq!(by, ["\"allow\"/\"tui\"", "\"deny\"/\"tui\""]);
+    // The session report pairs each hold with its decision.
+    let log = fs::read_dir(se.state.join("audit"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    let rep = Command::new(BIN)
+        .args(["report", "--format", "json"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(rep.status.success(), "{}", text(&rep));
+    let rep: Value = serde_json::from_slice(&rep.stdout).unwrap();
+    let holds: Vec<String> = rep["holds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| format!("{} {}/{}", h["what"], h["decision"], h["by"]))
+        .collect();
+    assert_eq!(
+        holds,
+        [
+            "\"bash -c 'rm -rf one'\" \"allow\"/\"tui\"",
+            "\"bash -c 'rm -rf two'\" \"deny\"/\"tui\""
+        ],
+        "{rep:#}"
+    );
 }

@@ -299,6 +299,15 @@ fn with_fields(m: &Map<String, Value>, fields: &Map<String, Value>) -> Map<Strin
     out
 }
 
+/// A hold's id: `hold_id`, or the supervisor's `id`.
+fn hold_id(m: &Map<String, Value>) -> String {
+    scalar_text(m.get("hold_id").or_else(|| m.get("id"))).unwrap_or_else(|| "?".to_string())
+}
+
+fn is_empty_array(v: &Value) -> bool {
+    v.as_array().is_some_and(Vec::is_empty)
+}
+
 fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     m.get(key).and_then(Value::as_str)
 }
@@ -512,12 +521,13 @@ impl Builder {
                 Self::push_bounded(&mut self.report.files_refused, &mut self.omitted, r);
                 true
             }
-            "hold" => {
-                self.hold(line, time, m);
+            // The supervisor writes `held` with its details under `fields`.
+            "hold" | "held" => {
+                self.hold(line, time, &with_fields(m, fields));
                 true
             }
             "decision" => {
-                self.decision(line, time, m);
+                self.decision(line, time, &with_fields(m, fields));
                 true
             }
             "freeze" | "thaw" => {
@@ -676,8 +686,13 @@ impl Builder {
 
     fn hold(&mut self, line: u64, time: Option<String>, m: &Map<String, Value>) {
         self.report.totals.holds += 1;
-        let hold_id = scalar_text(m.get("hold_id")).unwrap_or_else(|| "?".to_string());
-        let what = match m.get("what") {
+        let hold_id = hold_id(m);
+        // An exec's command line; a deletion's paths (a mass deletion has no single command).
+        let what = match m
+            .get("what")
+            .or_else(|| m.get("command").filter(|c| !is_empty_array(c)))
+            .or_else(|| m.get("paths"))
+        {
             Some(Value::Array(a)) => join_argv(a),
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
@@ -716,10 +731,14 @@ impl Builder {
     }
 
     fn decision(&mut self, line: u64, time: Option<String>, m: &Map<String, Value>) {
-        let hold_id = scalar_text(m.get("hold_id")).unwrap_or_else(|| "?".to_string());
+        let hold_id = hold_id(m);
         let decision = string_field(m, "decision");
         let by = string_field(m, "by");
-        let latency_ms = u64_field(m, "latency_ms");
+        // Written with fractions of a millisecond; reported in whole ones.
+        let latency_ms = m
+            .get("latency_ms")
+            .and_then(Value::as_f64)
+            .map(|l| l.round().max(0.0) as u64);
         self.timeline(
             line,
             time.clone(),

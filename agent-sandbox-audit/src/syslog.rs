@@ -309,7 +309,7 @@ mod tests {
 
     #[test]
     fn kinds_and_severity() {
-        assert_eq!(kind_of(br#"{"seq":1,"kind":"hold","x":1}"#), Some("hold"));
+        assert_eq!(kind_of(br#"{"seq":1,"kind":"held","x":1}"#), Some("held"));
         assert_eq!(kind_of(br#"{"seq":1}"#), None);
         assert_eq!(kind_of(br#"{"kind":"unterminated"#), None);
         assert_eq!(severity(Some("net_refused")), 4);

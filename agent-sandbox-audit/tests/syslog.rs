@@ -48,7 +48,8 @@ fn forwards_sealed_lines_as_rfc5424() {
         assert_eq!(parts.len(), 8, "{msg}");
         let kind = events[i]["kind"].as_str().unwrap();
         let want_pri = match kind {
-            "net_refused" | "file_refused" | "hold" | "freeze" => "<84>1",
+            "net_refused" | "file_refused" | "held" | "gate_refused" | "approval_refused"
+            | "freeze" => "<84>1",
             "decision" | "thaw" | "session_start" | "session_end" | "policy_trust" => "<85>1",
             _ => "<86>1",
         };
@@ -120,10 +121,10 @@ fn daemon_gone_then_back() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    assert!(fwd.send(b"{\"kind\":\"hold\"}\n"));
+    assert!(fwd.send(b"{\"kind\":\"held\"}\n"));
     let msg = recv_string(&receiver);
     assert!(msg.starts_with("<84>1 "), "{msg}");
-    assert!(msg.ends_with(" hold - {\"kind\":\"hold\"}"), "{msg}");
+    assert!(msg.ends_with(" held - {\"kind\":\"held\"}"), "{msg}");
 }
 
 #[test]
