@@ -245,6 +245,7 @@ impl Broker {
             },
         }));
         self.publish(&Update::Held { held: held.clone() });
+        gate::lock(&self.shared).set_held(id, vec![held.pid, req.tid]);
         self.pending.insert(
             id,
             Pending {
@@ -418,6 +419,7 @@ impl Broker {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
+        gate::lock(&self.shared).clear_held(id);
         let allow = matches!(decision, Decision::Allow | Decision::AllowSession);
         if allow {
             self.allowed += 1;
@@ -564,6 +566,7 @@ impl Broker {
                        "paths": held.paths, "pids": pids, "count": count},
         }));
         self.publish(&Update::Held { held: held.clone() });
+        gate::lock(&self.shared).set_held(id, pids.clone());
         let now = Instant::now();
         self.pending.insert(
             id,
