@@ -63,6 +63,10 @@ const CLONE_THREAD: u64 = 0x0001_0000;
 const AT_FDCWD: i32 = -100;
 const EPERM: i64 = 1;
 const EACCES: i64 = 13;
+const ENOSYS: i64 = 38;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// Offset of `cgroup` in `struct clone_args` (UAPI).
+const CLONE_ARGS_CGROUP: usize = 80;
 /// `O_WRONLY | O_CREAT | O_TRUNC`: what `creat` opens with.
 const CREAT_FLAGS: u64 = 0o1 | 0o100 | 0o1000;
 
@@ -301,7 +305,8 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
 fn try_sys_exit(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
     match sc {
         syscall::EXECVE | syscall::EXECVEAT => try_exec_result(sc, ret),
-        syscall::CONNECT | syscall::CLONE | syscall::CLONE3 => Ok(()),
+        syscall::CONNECT | syscall::CLONE => Ok(()),
+        syscall::CLONE3 if ret >= 0 => Ok(()),
         syscall::KILL..=syscall::PTRACE => try_signal(regs, sc, ret),
         syscall::CREAT | syscall::TRUNCATE => try_denied(regs, sc, ret),
         _ => {
@@ -380,9 +385,11 @@ fn try_signal(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
 
 /// A path call that failed with EACCES or EPERM: the attempt to write, delete or rename
 /// something the session may not touch (the sandbox's state, the cgroup filesystem, another
-/// user's files), reported with its result. Emitted in the [`PathOpEvent`] layout.
+/// user's files), reported with its result. Also a `clone3(CLONE_INTO_CGROUP)` that failed
+/// (ENOSYS included: the filter's answer to a root agent), with the cgroup's fd as `dirfd1`.
+/// Emitted in the [`PathOpEvent`] layout.
 fn try_denied(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
-    if ret != -EACCES && ret != -EPERM {
+    if ret != -EACCES && ret != -EPERM && !(sc == syscall::CLONE3 && ret == -ENOSYS) {
         return Ok(());
     }
     let (cfg, a) = exit_args(regs).ok_or(0)?;
@@ -402,6 +409,20 @@ fn try_denied(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
         syscall::RENAME => [cwd, a[0], cwd, a[1], 0],
         syscall::RENAMEAT => [a[0], a[1], a[2], a[3], 0],
         syscall::RENAMEAT2 => [a[0], a[1], a[2], a[3], a[4]],
+        syscall::CLONE3 => {
+            let ca = a[0] as *const u8;
+            // SAFETY: user memory through the fault-tolerant helper (clone_args.flags, .cgroup).
+            let (flags, fd) = unsafe {
+                (
+                    bpf_probe_read_user(ca.cast::<u64>()).unwrap_or(0),
+                    bpf_probe_read_user(ca.add(CLONE_ARGS_CGROUP).cast::<u64>()).unwrap_or(0),
+                )
+            };
+            if flags & CLONE_INTO_CGROUP == 0 {
+                return Ok(());
+            }
+            [fd, 0, 0, 0, 0]
+        }
         _ => return Ok(()),
     };
     let args = Deferred {

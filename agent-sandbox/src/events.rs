@@ -205,6 +205,8 @@ fn syscall_name(sc: u32) -> &'static str {
         syscall::RENAME => "rename",
         syscall::RENAMEAT => "renameat",
         syscall::RENAMEAT2 => "renameat2",
+        syscall::CLONE => "clone",
+        syscall::CLONE3 => "clone3",
         syscall::KILL => "kill",
         syscall::TKILL => "tkill",
         syscall::TGKILL => "tgkill",

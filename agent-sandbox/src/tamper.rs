@@ -117,7 +117,7 @@ pub fn merge(record: &mut Value, a: Assessment, ev: &Event) {
                 a.fields
                     .get("resolved")
                     .and_then(Value::as_str)
-                    .unwrap_or(path)
+                    .unwrap_or(if path.is_empty() { "a cgroup" } else { path })
             ),
             _ => ev.kind.name().to_string(),
         };
@@ -322,10 +322,10 @@ impl Watch {
             "open" | "openat" | "openat2" => {
                 if flags & O_TRUNC != 0 {
                     "truncate"
-                } else if flags & O_CREAT != 0 {
-                    "create"
                 } else if flags & O_ACCMODE != 0 {
                     "write"
+                } else if flags & O_CREAT != 0 {
+                    "create"
                 } else {
                     "open"
                 }
@@ -333,10 +333,20 @@ impl Watch {
             "creat" => "create",
             "truncate" => "truncate",
             "unlink" | "unlinkat" | "rmdir" => "delete",
+            "clone3" => "clone-into-cgroup",
             _ => "rename",
         };
-        let resolved = resolve(pid, dirfd, path);
-        let mut target = resolved.as_deref().map_or("file", |p| self.what(p));
+        let resolved = if path.is_empty() && dirfd >= 0 {
+            std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok()
+        } else {
+            resolve(pid, dirfd, path)
+        };
+        let mut target = match resolved.as_deref() {
+            // CLONE_INTO_CGROUP names a cgroup by definition, even once its fd is gone.
+            _ if syscall == "clone3" => "cgroup",
+            Some(p) => self.what(p),
+            None => "file",
+        };
         let mut fields = Map::new();
         if let Some((to, to_dirfd)) = rename_to {
             let to_resolved = resolve(pid, to_dirfd, to);
