@@ -135,6 +135,7 @@ pub fn merge(record: &mut Value, a: Assessment, ev: &Event) {
 const O_ACCMODE: u32 = 3;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
+const O_APPEND: u32 = 0o2000;
 const AT_FDCWD: i32 = -100;
 
 /// What the session's records are compared against.
@@ -322,10 +323,12 @@ impl Watch {
             "open" | "openat" | "openat2" => {
                 if flags & O_TRUNC != 0 {
                     "truncate"
-                } else if flags & O_ACCMODE != 0 {
+                } else if flags & O_APPEND != 0 {
                     "write"
                 } else if flags & O_CREAT != 0 {
                     "create"
+                } else if flags & O_ACCMODE != 0 {
+                    "write"
                 } else {
                     "open"
                 }
@@ -379,6 +382,12 @@ impl Watch {
 
     /// What an absolute, canonical path is to the sandbox.
     fn what(&self, p: &Path) -> &'static str {
+        if self.policies.iter().any(|q| q == p) {
+            return "policy";
+        }
+        if self.events_file.as_deref() == Some(p) {
+            return "events-file";
+        }
         if p.starts_with(&self.state_dir) {
             let rel = p.strip_prefix(&self.state_dir).unwrap_or(p);
             return match rel.components().next().and_then(|c| c.as_os_str().to_str()) {
@@ -387,12 +396,6 @@ impl Watch {
                 Some("trust") => "trust-store",
                 _ => "state-dir",
             };
-        }
-        if self.policies.iter().any(|q| q == p) {
-            return "policy";
-        }
-        if self.events_file.as_deref() == Some(p) {
-            return "events-file";
         }
         if p.starts_with(&self.cgroup_mount) {
             return "cgroup";
@@ -458,8 +461,8 @@ pub fn setid(pid: u32, filename: &str) -> Option<Value> {
 }
 
 /// The path a call named, made absolute against its dirfd or the process's cwd, with its
-/// parent directory canonical (the final component as given). `None` when the process is
-/// gone or the directory no longer exists.
+/// parent directory canonical when it exists (the final component as given). `None` for a
+/// relative path of a process that is gone.
 fn resolve(pid: u32, dirfd: i32, path: &str) -> Option<PathBuf> {
     if path.is_empty() {
         return None;
@@ -477,9 +480,11 @@ fn resolve(pid: u32, dirfd: i32, path: &str) -> Option<PathBuf> {
     };
     let name = full.file_name()?;
     if name == ".." {
-        return std::fs::canonicalize(&full).ok();
+        return Some(std::fs::canonicalize(&full).unwrap_or(full));
     }
-    let parent = std::fs::canonicalize(full.parent()?).ok()?;
+    // A parent that does not exist (any more) is kept as given.
+    let parent = full.parent()?;
+    let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
     Some(parent.join(name))
 }
 
@@ -578,6 +583,22 @@ mod tests {
         assert_eq!(a.fields["target"], "audit-log");
         assert_eq!(a.fields["attempt"], "write");
         assert!(a.audit && a.tamper);
+        let a = w
+            .assess(&denied(
+                "openat",
+                log.to_str().unwrap(),
+                0o1 | 0o100 | 0o2000,
+            ))
+            .unwrap();
+        assert_eq!(a.fields["attempt"], "write", "appending");
+        let a = w
+            .assess(&denied("openat", log.to_str().unwrap(), 0o1 | 0o100))
+            .unwrap();
+        assert_eq!(a.fields["attempt"], "create");
+        let a = w
+            .assess(&denied("openat", log.to_str().unwrap(), 0o1 | 0o1000))
+            .unwrap();
+        assert_eq!(a.fields["attempt"], "truncate");
         // Even reading the state directory is recorded.
         let a = w
             .assess(&denied("openat", tmp.join("keys/k").to_str().unwrap(), 0))
