@@ -676,6 +676,13 @@ pub async fn serve(
                             .into(),
                     }))
                     .await;
+                // Keep the connection open until the peer has sent its request (bounded):
+                // closing first would fail its send with EPIPE before it reads the refusal.
+                let mut sink = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+                })
+                .await;
             });
             continue;
         }
