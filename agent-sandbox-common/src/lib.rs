@@ -47,6 +47,12 @@ pub enum EventKind {
     Exit = 7,
     /// A connect or sendmsg was refused by a network rule ([`NetRefusedEvent`]).
     NetRefused = 8,
+    /// A signal sent to another process, or a ptrace attach, with its result
+    /// ([`SignalEvent`]).
+    Signal = 9,
+    /// An open, creat, truncate, unlink, rmdir or rename that failed with `EACCES` or `EPERM`,
+    /// emitted at syscall exit ([`PathOpEvent`] layout, `ret` set).
+    Denied = 10,
 }
 
 /// Number of slots in the per-kind lost-event counter array (indexed by `EventKind as u32`).
@@ -64,12 +70,14 @@ impl EventKind {
             6 => Self::Fork,
             7 => Self::Exit,
             8 => Self::NetRefused,
+            9 => Self::Signal,
+            10 => Self::Denied,
             _ => return None,
         })
     }
 
     /// Every kind, in discriminant order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 10] = [
         Self::Exec,
         Self::ExecResult,
         Self::Open,
@@ -78,6 +86,8 @@ impl EventKind {
         Self::Fork,
         Self::Exit,
         Self::NetRefused,
+        Self::Signal,
+        Self::Denied,
     ];
 
     /// Stable lower-case name used in JSON output and loss reports.
@@ -91,6 +101,8 @@ impl EventKind {
             Self::Fork => "fork",
             Self::Exit => "exit",
             Self::NetRefused => "net_refused",
+            Self::Signal => "signal",
+            Self::Denied => "denied",
         }
     }
 }
@@ -134,6 +146,15 @@ pub mod syscall {
     pub const RENAMEAT2: u32 = 12;
     pub const CLONE: u32 = 13;
     pub const CLONE3: u32 = 14;
+    pub const KILL: u32 = 15;
+    pub const TKILL: u32 = 16;
+    pub const TGKILL: u32 = 17;
+    pub const RT_SIGQUEUEINFO: u32 = 18;
+    pub const RT_TGSIGQUEUEINFO: u32 = 19;
+    pub const PIDFD_SEND_SIGNAL: u32 = 20;
+    pub const PTRACE: u32 = 21;
+    pub const CREAT: u32 = 22;
+    pub const TRUNCATE: u32 = 23;
 }
 
 /// An exec attempt with its filename and argv (packed, NUL-separated).
@@ -197,16 +218,19 @@ pub struct ConnectEvent {
     pub _pad: u32,
 }
 
-/// A deletion or rename. `path2` is empty for unlink/rmdir.
+/// A deletion or rename (`EventKind::PathOp`), or a path call that failed with `EACCES` or
+/// `EPERM` (`EventKind::Denied`: open, creat, truncate, unlink, rmdir, rename; the header's
+/// `syscall` says which). `path2` is empty except for renames.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct PathOpEvent {
     pub header: EventHeader,
     pub dirfd1: i32,
     pub dirfd2: i32,
-    /// `unlinkat` / `renameat2` flags.
+    /// `unlinkat` / `renameat2` flags; for a denied open or creat, the open flags.
     pub op_flags: u32,
-    pub _pad: u32,
+    /// `EventKind::Denied`: the syscall's return value (`-errno`); 0 otherwise.
+    pub ret: i32,
     pub path1: [u8; PATH_LEN],
     pub path2: [u8; PATH_LEN],
 }
@@ -218,6 +242,34 @@ pub struct ForkEvent {
     pub header: EventHeader,
     /// Pid of the new process.
     pub child_pid: u32,
+    pub _pad: u32,
+}
+
+/// `ptrace` requests that are reported (the others act on a tracee already attached).
+pub mod ptrace_req {
+    /// `PTRACE_ATTACH`.
+    pub const ATTACH: u32 = 16;
+    /// `PTRACE_SEIZE`.
+    pub const SEIZE: u32 = 0x4206;
+}
+
+/// A signal aimed at another process or thread (`kill`, `tkill`, `tgkill`, `rt_sigqueueinfo`,
+/// `rt_tgsigqueueinfo`, `pidfd_send_signal`) or a `ptrace` attach, emitted at syscall exit.
+/// Signals a process sends to itself are not reported.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SignalEvent {
+    pub header: EventHeader,
+    /// The syscall's return value (0, or `-errno`).
+    pub ret: i64,
+    /// The first argument: the pid (kill, rt_sigqueueinfo, ptrace; 0 and negative values
+    /// name process groups), the tgid (tgkill, rt_tgsigqueueinfo), the tid (tkill) or the
+    /// pidfd (pidfd_send_signal).
+    pub target: i32,
+    /// The thread of tgkill and rt_tgsigqueueinfo, 0 otherwise.
+    pub target_tid: i32,
+    /// The signal number, or the ptrace request.
+    pub sig: u32,
     pub _pad: u32,
 }
 
@@ -364,6 +416,7 @@ mod layout {
             size_of::<NetRefusedEvent>(),
             size_of::<EventHeader>() + 16 + 16
         );
+        assert_eq!(size_of::<SignalEvent>(), size_of::<EventHeader>() + 24);
         assert!(ARGV_SOFT_CAP.is_power_of_two());
     }
 

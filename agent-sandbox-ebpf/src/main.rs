@@ -27,7 +27,7 @@ use agent_sandbox_common::{
     ADDR_LEN, ARG_LEN, ARGV_SOFT_CAP, COMM_LEN, Config, ConnectEvent, EventHeader, EventKind,
     ExecEvent, ExecResultEvent, ExitEvent, FLAG_READ_ERROR, FLAG_TRUNCATED, ForkEvent, KIND_SLOTS,
     MAX_ARGS, NET_ACTION_DENY, NET_PORT_SLOTS, NET_PROTO_TCP, NET_PROTO_UDP, NET_RULE_DEFAULT,
-    NetRefusedEvent, NetRules, OpenEvent, PathOpEvent, net_hook, syscall,
+    NetRefusedEvent, NetRules, OpenEvent, PathOpEvent, SignalEvent, net_hook, ptrace_req, syscall,
 };
 use aya_ebpf::{
     bindings::pt_regs,
@@ -60,6 +60,14 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const CLONE_THREAD: u64 = 0x0001_0000;
 const AT_FDCWD: i32 = -100;
+const EPERM: i64 = 1;
+const EACCES: i64 = 13;
+const ENOSYS: i64 = 38;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// Offset of `cgroup` in `struct clone_args` (UAPI).
+const CLONE_ARGS_CGROUP: usize = 80;
+/// `O_WRONLY | O_CREAT | O_TRUNC`: what `creat` opens with.
+const CREAT_FLAGS: u64 = 0o1 | 0o100 | 0o1000;
 
 /// Size of the syscall-number table; x86_64 numbers stay below 512.
 const SYSCALL_SLOTS: u32 = 1024;
@@ -221,11 +229,12 @@ fn lookup_syscall(nr: i64) -> u32 {
     SYSCALLS.get(nr as u32).copied().unwrap_or(0)
 }
 
-/// `sys_enter(struct pt_regs *regs, long id)`.
+/// `sys_enter(struct pt_regs *regs, long id)`. Syscall ids from `syscall::KILL` on are only
+/// looked at when they return (their result is what matters).
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let sc = lookup_syscall(ctx.arg::<i64>(1));
-    if sc != 0 {
+    if sc != 0 && sc < syscall::KILL {
         let _ = try_sys_enter(&ctx, sc);
     }
     0
@@ -275,8 +284,11 @@ fn try_sys_enter(ctx: &RawTracePointContext, sc: u32) -> Result<(), i64> {
     }
 }
 
-/// `sys_exit(struct pt_regs *regs, long ret)`: exec results, and open/unlink/rename events
-/// deferred at entry.
+/// `sys_exit(struct pt_regs *regs, long ret)`: exec results, open/unlink/rename events
+/// deferred at entry, path calls refused with EACCES/EPERM, signals and ptrace attaches.
+///
+/// The saved argument registers are still those of the call at its exit (x86_64 syscalls
+/// return in rax and clobber only rcx and r11), so calls looked at only here re-read them.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let regs: *const pt_regs = ctx.arg(0);
@@ -284,17 +296,140 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let nr = unsafe { bpf_probe_read_kernel(&raw const (*regs).orig_rax) }.unwrap_or(u64::MAX);
     let sc = lookup_syscall(nr as i64);
     if sc != 0 {
-        let _ = try_sys_exit(sc, ctx.arg::<i64>(1));
+        let _ = try_sys_exit(regs, sc, ctx.arg::<i64>(1));
     }
     0
 }
 
-fn try_sys_exit(sc: u32, ret: i64) -> Result<(), i64> {
+fn try_sys_exit(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
     match sc {
         syscall::EXECVE | syscall::EXECVEAT => try_exec_result(sc, ret),
-        syscall::CONNECT | syscall::CLONE | syscall::CLONE3 => Ok(()),
-        _ => try_replay(),
+        syscall::CONNECT | syscall::CLONE => Ok(()),
+        syscall::CLONE3 if ret >= 0 => Ok(()),
+        syscall::KILL..=syscall::PTRACE => try_signal(regs, sc, ret),
+        syscall::CREAT | syscall::TRUNCATE => try_denied(regs, sc, ret),
+        _ => {
+            let replayed = try_replay();
+            // The one check ordinary opens pay: a refusal is rare.
+            if ret == -EACCES || ret == -EPERM {
+                try_denied(regs, sc, ret)
+            } else {
+                replayed
+            }
+        }
     }
+}
+
+/// The arguments of the current syscall at its exit, for a task of the session in 64-bit mode.
+#[inline(always)]
+fn exit_args(regs: *const pt_regs) -> Option<(&'static Config, [u64; 6])> {
+    let cfg = session()?;
+    // SAFETY: the pointer comes from the tracepoint.
+    let r = unsafe { read_regs(regs) }?;
+    if r.cs != USER64_CS {
+        return None;
+    }
+    Some((cfg, syscall_args(&r)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// signals and ptrace
+
+/// kill / tkill / tgkill / rt_sigqueueinfo / rt_tgsigqueueinfo / pidfd_send_signal, and
+/// ptrace attach/seize. A process signalling itself (raise, abort, Go's preemption signals) is
+/// not reported.
+fn try_signal(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
+    let (_, a) = exit_args(regs).ok_or(0)?;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (me, me_tid) = ((pid_tgid >> 32) as i32, pid_tgid as i32);
+    let (target, tid, sig) = match sc {
+        syscall::TGKILL | syscall::RT_TGSIGQUEUEINFO => (a[0] as i32, a[1] as i32, a[2] as u32),
+        syscall::PTRACE => {
+            let req = a[0] as u32;
+            if req != ptrace_req::ATTACH && req != ptrace_req::SEIZE {
+                return Ok(());
+            }
+            (a[1] as i32, 0, req)
+        }
+        _ => (a[0] as i32, 0, a[1] as u32),
+    };
+    let own = match sc {
+        syscall::TKILL => target == me_tid,
+        syscall::PIDFD_SEND_SIGNAL => false,
+        _ => target == me,
+    };
+    if own {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<SignalEvent>(0) else {
+        count_lost(EventKind::Signal);
+        return Err(-1);
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is the reservation.
+    unsafe {
+        fill_header(&raw mut (*ev).header, EventKind::Signal, sc);
+        (*ev).ret = ret;
+        (*ev).target = target;
+        (*ev).target_tid = tid;
+        (*ev).sig = sig;
+        (*ev)._pad = 0;
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// refused path calls
+
+/// A path call that failed with EACCES or EPERM: the attempt to write, delete or rename
+/// something the session may not touch (the sandbox's state, the cgroup filesystem, another
+/// user's files), reported with its result. Also a `clone3(CLONE_INTO_CGROUP)` that failed
+/// (ENOSYS included: the filter's answer to a root agent), with the cgroup's fd as `dirfd1`.
+/// Emitted in the [`PathOpEvent`] layout.
+fn try_denied(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
+    if ret != -EACCES && ret != -EPERM && !(sc == syscall::CLONE3 && ret == -ENOSYS) {
+        return Ok(());
+    }
+    let (cfg, a) = exit_args(regs).ok_or(0)?;
+    let cwd = AT_FDCWD as u64;
+    // [dirfd, path, target dirfd, target path, flags]
+    let v: [u64; 5] = match sc {
+        syscall::OPEN => [cwd, a[0], 0, 0, a[1]],
+        syscall::OPENAT => [a[0], a[1], 0, 0, a[2]],
+        syscall::OPENAT2 => {
+            // SAFETY: user memory through the fault-tolerant helper (open_how.flags).
+            let f = unsafe { bpf_probe_read_user(a[2] as *const u64) }.unwrap_or(0);
+            [a[0], a[1], 0, 0, f]
+        }
+        syscall::CREAT => [cwd, a[0], 0, 0, CREAT_FLAGS],
+        syscall::TRUNCATE | syscall::UNLINK | syscall::RMDIR => [cwd, a[0], 0, 0, 0],
+        syscall::UNLINKAT => [a[0], a[1], 0, 0, a[2]],
+        syscall::RENAME => [cwd, a[0], cwd, a[1], 0],
+        syscall::RENAMEAT => [a[0], a[1], a[2], a[3], 0],
+        syscall::RENAMEAT2 => [a[0], a[1], a[2], a[3], a[4]],
+        syscall::CLONE3 => {
+            let ca = a[0] as *const u8;
+            // SAFETY: user memory through the fault-tolerant helper (clone_args.flags, .cgroup).
+            let (flags, fd) = unsafe {
+                (
+                    bpf_probe_read_user(ca.cast::<u64>()).unwrap_or(0),
+                    bpf_probe_read_user(ca.add(CLONE_ARGS_CGROUP).cast::<u64>()).unwrap_or(0),
+                )
+            };
+            if flags & CLONE_INTO_CGROUP == 0 {
+                return Ok(());
+            }
+            [fd, 0, 0, 0, 0]
+        }
+        _ => return Ok(()),
+    };
+    let args = Deferred {
+        kind: EventKind::Denied as u32,
+        sc,
+        v: [v[0], v[1], v[2], v[3], v[4], ret as u64],
+    };
+    emit_path_op(cfg, &args, false)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,21 +648,27 @@ fn path_op(cfg: &Config, sc: u32, v: [u64; 5]) -> Result<(), i64> {
     emit_path_op(cfg, &args, true)
 }
 
-/// Emits a deletion/rename event from captured arguments (see [`emit_open`] for deferral).
+/// Emits a deletion/rename event (or, for `a.kind == Denied`, a refused path call whose
+/// result is `a.v[5]`) from captured arguments (see [`emit_open`] for deferral).
 #[inline(always)]
 fn emit_path_op(cfg: &Config, a: &Deferred, may_defer: bool) -> Result<(), i64> {
+    let kind = if a.kind == EventKind::Denied as u32 {
+        EventKind::Denied
+    } else {
+        EventKind::PathOp
+    };
     let Some(mut entry) = EVENTS.reserve::<PathOpEvent>(0) else {
-        count_lost(EventKind::PathOp);
+        count_lost(kind);
         return Err(-1);
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation; paths are read through the fault-tolerant helper.
     let flags = unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::PathOp, a.sc);
+        fill_header(&raw mut (*ev).header, kind, a.sc);
         (*ev).dirfd1 = a.v[0] as i32;
         (*ev).dirfd2 = a.v[2] as i32;
         (*ev).op_flags = a.v[4] as u32;
-        (*ev)._pad = 0;
+        (*ev).ret = a.v[5] as i32;
         let mut f = read_user_str(&raw mut (*ev).path1, a.v[1] as *const u8);
         let p2 = a.v[3] as *const u8;
         if p2.is_null() {

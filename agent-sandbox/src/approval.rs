@@ -245,6 +245,7 @@ impl Broker {
             },
         }));
         self.publish(&Update::Held { held: held.clone() });
+        gate::lock(&self.shared).set_held(id, vec![held.pid, req.tid]);
         self.pending.insert(
             id,
             Pending {
@@ -418,6 +419,7 @@ impl Broker {
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
+        gate::lock(&self.shared).clear_held(id);
         let allow = matches!(decision, Decision::Allow | Decision::AllowSession);
         if allow {
             self.allowed += 1;
@@ -564,6 +566,7 @@ impl Broker {
                        "paths": held.paths, "pids": pids, "count": count},
         }));
         self.publish(&Update::Held { held: held.clone() });
+        gate::lock(&self.shared).set_held(id, pids.clone());
         let now = Instant::now();
         self.pending.insert(
             id,
@@ -673,6 +676,13 @@ pub async fn serve(
                             .into(),
                     }))
                     .await;
+                // Keep the connection open until the peer has sent its request (bounded):
+                // closing first would fail its send with EPIPE before it reads the refusal.
+                let mut sink = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+                })
+                .await;
             });
             continue;
         }

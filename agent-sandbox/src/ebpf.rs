@@ -69,6 +69,15 @@ const SYSCALL_TABLE: &[(i64, u32)] = {
         (libc::SYS_renameat2, s::RENAMEAT2),
         (libc::SYS_clone, s::CLONE),
         (libc::SYS_clone3, s::CLONE3),
+        (libc::SYS_kill, s::KILL),
+        (libc::SYS_tkill, s::TKILL),
+        (libc::SYS_tgkill, s::TGKILL),
+        (libc::SYS_rt_sigqueueinfo, s::RT_SIGQUEUEINFO),
+        (libc::SYS_rt_tgsigqueueinfo, s::RT_TGSIGQUEUEINFO),
+        (libc::SYS_pidfd_send_signal, s::PIDFD_SEND_SIGNAL),
+        (libc::SYS_ptrace, s::PTRACE),
+        (libc::SYS_creat, s::CREAT),
+        (libc::SYS_truncate, s::TRUNCATE),
     ]
 };
 #[cfg(not(target_arch = "x86_64"))]

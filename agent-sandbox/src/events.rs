@@ -10,7 +10,8 @@ use std::mem::size_of;
 
 use agent_sandbox_common::{
     ConnectEvent, EventHeader, EventKind, ExecEvent, ExecResultEvent, FLAG_READ_ERROR,
-    FLAG_TRUNCATED, ForkEvent, NetRefusedEvent, OpenEvent, PathOpEvent, net_hook, syscall,
+    FLAG_TRUNCATED, ForkEvent, NetRefusedEvent, OpenEvent, PathOpEvent, SignalEvent, net_hook,
+    syscall,
 };
 use serde_json::{Map, Value, json};
 
@@ -123,6 +124,36 @@ pub enum EventData {
         /// `tcp`, `udp` or the protocol number.
         protocol: String,
     },
+    /// A signal to another process, or a ptrace attach.
+    Signal {
+        /// Syscall name.
+        syscall: &'static str,
+        /// Pid, tgid, tid or pidfd, as the syscall takes it (see [`SignalEvent`]).
+        target: i32,
+        /// Thread of tgkill / rt_tgsigqueueinfo, 0 otherwise.
+        target_tid: i32,
+        /// Signal number, or the ptrace request.
+        sig: u32,
+        /// 0 or -errno.
+        ret: i64,
+    },
+    /// A path call refused with EACCES or EPERM.
+    Denied {
+        /// Syscall name.
+        syscall: &'static str,
+        /// The path (the rename source).
+        path: String,
+        /// Rename destination.
+        target: Option<String>,
+        /// Directory fd of `path`.
+        dirfd: i32,
+        /// Directory fd of `target`.
+        target_dirfd: i32,
+        /// Open flags (open, openat, openat2, creat) or unlinkat/renameat2 flags.
+        flags: u32,
+        /// -errno.
+        ret: i32,
+    },
 }
 
 /// Why a record could not be decoded.
@@ -174,6 +205,17 @@ fn syscall_name(sc: u32) -> &'static str {
         syscall::RENAME => "rename",
         syscall::RENAMEAT => "renameat",
         syscall::RENAMEAT2 => "renameat2",
+        syscall::CLONE => "clone",
+        syscall::CLONE3 => "clone3",
+        syscall::KILL => "kill",
+        syscall::TKILL => "tkill",
+        syscall::TGKILL => "tgkill",
+        syscall::RT_SIGQUEUEINFO => "rt_sigqueueinfo",
+        syscall::RT_TGSIGQUEUEINFO => "rt_tgsigqueueinfo",
+        syscall::PIDFD_SEND_SIGNAL => "pidfd_send_signal",
+        syscall::PTRACE => "ptrace",
+        syscall::CREAT => "creat",
+        syscall::TRUNCATE => "truncate",
         _ => "unknown",
     }
 }
@@ -247,6 +289,32 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 dirfd: e.dirfd1,
                 target_dirfd: e.dirfd2,
                 flags: e.op_flags,
+            }
+        }
+        EventKind::Denied => {
+            let e: PathOpEvent = read(bytes, h.kind)?;
+            let renaming = matches!(
+                h.syscall,
+                syscall::RENAME | syscall::RENAMEAT | syscall::RENAMEAT2
+            );
+            EventData::Denied {
+                syscall: syscall_name(h.syscall),
+                path: cstr(&e.path1),
+                target: renaming.then(|| cstr(&e.path2)),
+                dirfd: e.dirfd1,
+                target_dirfd: e.dirfd2,
+                flags: e.op_flags,
+                ret: e.ret,
+            }
+        }
+        EventKind::Signal => {
+            let e: SignalEvent = read(bytes, h.kind)?;
+            EventData::Signal {
+                syscall: syscall_name(h.syscall),
+                target: e.target,
+                target_tid: e.target_tid,
+                sig: e.sig,
+                ret: e.ret,
             }
         }
         EventKind::Fork => {
@@ -414,6 +482,68 @@ fn dirfd_value(fd: i32) -> Value {
     }
 }
 
+/// Name of a signal number (`SIGKILL`), or the number as text.
+pub fn signal_name(sig: u32) -> String {
+    const NAMES: [&str; 32] = [
+        "0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match NAMES.get(sig as usize) {
+        Some(n) => (*n).to_string(),
+        None => format!("SIGRT+{}", sig.saturating_sub(32)),
+    }
+}
+
+/// Name of an errno value (positive), as far as the records need one.
+pub fn errno_name(errno: i64) -> String {
+    match errno {
+        1 => "EPERM".into(),
+        2 => "ENOENT".into(),
+        3 => "ESRCH".into(),
+        9 => "EBADF".into(),
+        13 => "EACCES".into(),
+        22 => "EINVAL".into(),
+        30 => "EROFS".into(),
+        38 => "ENOSYS".into(),
+        n => format!("errno {n}"),
+    }
+}
+
+/// Whether a denied call's syscall takes open flags in its `flags`.
+fn opens(syscall: &str) -> bool {
+    matches!(syscall, "open" | "openat" | "openat2" | "creat")
+}
+
 /// Converts boot-time nanoseconds to RFC 3339 UTC with microseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -512,6 +642,60 @@ pub fn to_json(ev: &Event, table: &ProcessTable, clock: &Clock, rules: &dyn Rule
             flags,
         } => {
             let mut m = json!({"syscall": syscall, "path": path, "dirfd": dirfd_value(*dirfd), "flags": flags});
+            if let Some(t) = target {
+                m["target"] = json!(t);
+                m["target_dirfd"] = dirfd_value(*target_dirfd);
+            }
+            m
+        }
+        EventData::Signal {
+            syscall,
+            target,
+            target_tid,
+            sig,
+            ret,
+        } => {
+            let mut m = json!({"syscall": syscall, "ret": ret});
+            if *syscall == "ptrace" {
+                m["request"] = json!(match *sig {
+                    agent_sandbox_common::ptrace_req::ATTACH => "PTRACE_ATTACH".to_string(),
+                    agent_sandbox_common::ptrace_req::SEIZE => "PTRACE_SEIZE".to_string(),
+                    n => n.to_string(),
+                });
+            } else {
+                m["signal"] = json!(signal_name(*sig));
+            }
+            if *syscall == "pidfd_send_signal" {
+                m["pidfd"] = json!(target);
+            } else {
+                m["target_pid"] = json!(target);
+            }
+            if *target_tid != 0 {
+                m["target_tid"] = json!(target_tid);
+            }
+            if *ret < 0 {
+                m["errno"] = json!(errno_name(-ret));
+            }
+            m
+        }
+        EventData::Denied {
+            syscall,
+            path,
+            target,
+            dirfd,
+            target_dirfd,
+            flags,
+            ret,
+        } => {
+            let mut m = json!({
+                "syscall": syscall, "path": path, "dirfd": dirfd_value(*dirfd), "ret": ret,
+                "errno": errno_name(-i64::from(*ret)),
+            });
+            if opens(syscall) {
+                m["flags"] = json!(open_flags_str(u64::from(*flags)));
+            } else {
+                m["flags"] = json!(flags);
+            }
             if let Some(t) = target {
                 m["target"] = json!(t);
                 m["target_dirfd"] = dirfd_value(*target_dirfd);

@@ -94,6 +94,51 @@ pub enum FanotifyError {
     Thread(#[source] io::Error),
 }
 
+/// The cgroup v2 filesystem fenced off for an agent that runs as root (file modes keep any
+/// other agent out): opening a file that moves processes between cgroups or controls a
+/// cgroup (`cgroup.procs`, `cgroup.threads`, `cgroup.kill`, `cgroup.freeze`...) anywhere
+/// outside the session's own subtree is refused. The whole filesystem is marked, so cgroups
+/// created during the session are covered too; every other process is answered at once.
+#[derive(Debug, Clone)]
+pub struct CgroupFence {
+    /// The cgroup v2 mount point.
+    pub mount: PathBuf,
+    /// The session cgroup's directory.
+    pub session: PathBuf,
+    /// Index of the rule refusals name, in [`FileGuard::rules`].
+    pub rule: usize,
+}
+
+/// Control files whose opening the fence refuses outside the session's subtree.
+const CGROUP_CONTROL_FILES: &[&str] = &[
+    "cgroup.procs",
+    "cgroup.threads",
+    "cgroup.kill",
+    "cgroup.freeze",
+    "cgroup.subtree_control",
+    "cgroup.type",
+    "cgroup.max.depth",
+    "cgroup.max.descendants",
+];
+
+/// The fence as the answering thread applies it.
+struct Fence {
+    dev: u64,
+    session: PathBuf,
+    rule: usize,
+}
+
+impl Fence {
+    /// Whether opening `path` (on the cgroup filesystem) is refused.
+    fn refuses(&self, path: &Path) -> bool {
+        let control = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| CGROUP_CONTROL_FILES.contains(&n));
+        control && !path.starts_with(&self.session)
+    }
+}
+
 /// What expanding the globs found.
 #[derive(Debug, Default, Clone)]
 pub struct Expansion {
@@ -150,6 +195,8 @@ struct Decider {
     globs: Vec<Matcher>,
     /// The session cgroup, relative to the cgroup2 root (as in /proc/PID/cgroup).
     cgroup: String,
+    /// The cgroup filesystem's fence, for a root agent.
+    fence: Option<Fence>,
 }
 
 impl Expansion {
@@ -166,6 +213,17 @@ impl FileGuard {
         rules: Vec<FileRuleInfo>,
         globs: &[DenyGlob],
         cgroup_rel: &str,
+        refusals: UnboundedSender<Refusal>,
+    ) -> Result<Self, FanotifyError> {
+        Self::start_fenced(rules, globs, cgroup_rel, None, refusals)
+    }
+
+    /// As [`FileGuard::start`], and with `fence`, the cgroup filesystem fenced off.
+    pub fn start_fenced(
+        rules: Vec<FileRuleInfo>,
+        globs: &[DenyGlob],
+        cgroup_rel: &str,
+        fence: Option<CgroupFence>,
         refusals: UnboundedSender<Refusal>,
     ) -> Result<Self, FanotifyError> {
         // SAFETY: plain syscall; the descriptor is owned below.
@@ -189,7 +247,22 @@ impl FileGuard {
             inodes: HashMap::new(),
             globs: Vec::new(),
             cgroup: cgroup_rel.to_string(),
+            fence: None,
         };
+        if let Some(f) = fence {
+            let dev = std::fs::metadata(&f.mount)
+                .map_err(|source| FanotifyError::Mark {
+                    path: f.mount.clone(),
+                    source,
+                })?
+                .dev();
+            mark_filesystem(&fan, &f.mount)?;
+            decider.fence = Some(Fence {
+                dev,
+                session: f.session,
+                rule: f.rule,
+            });
+        }
         let mut expansion = Expansion::default();
         for g in globs {
             let rule_id = rules.get(g.rule).map(|r| r.id.clone()).unwrap_or_default();
@@ -348,6 +421,30 @@ fn mark(fan: &OwnedFd, path: &Path, extra: u64) -> Result<(), FanotifyError> {
     Ok(())
 }
 
+/// Marks the whole filesystem that holds `path` for `FAN_OPEN_PERM`.
+fn mark_filesystem(fan: &OwnedFd, path: &Path) -> Result<(), FanotifyError> {
+    let err = |source| FanotifyError::Mark {
+        path: path.to_path_buf(),
+        source,
+    };
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    // SAFETY: marking a NUL-terminated path on our own fanotify group.
+    let r = unsafe {
+        libc::fanotify_mark(
+            fan.as_raw_fd(),
+            libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+            libc::FAN_OPEN_PERM,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Reads permission events until `stop` is signalled, answering every one.
 fn answer_loop(fan: &OwnedFd, stop: RawFd, d: &Decider, out: &UnboundedSender<Refusal>) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -421,6 +518,9 @@ impl Decider {
             if let Some(&rule) = self.inodes.get(&(st.st_dev, st.st_ino)) {
                 return Some((rule, path));
             }
+            if let Some(f) = self.fence.as_ref().filter(|f| f.dev == st.st_dev) {
+                return f.refuses(&path).then_some((f.rule, path));
+            }
         } else {
             // Cannot tell what it is: refuse (fail closed), naming the first rule.
             return Some((0, path));
@@ -435,6 +535,26 @@ impl Decider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fence_refuses_control_files_outside_the_session_only() {
+        let f = Fence {
+            dev: 0,
+            session: PathBuf::from("/sys/fs/cgroup/agent-sandbox-1-x"),
+            rule: 3,
+        };
+        assert!(f.refuses(Path::new("/sys/fs/cgroup/cgroup.procs")));
+        assert!(f.refuses(Path::new("/sys/fs/cgroup/escape/cgroup.threads")));
+        assert!(f.refuses(Path::new("/sys/fs/cgroup/agent-sandbox-2-y/cgroup.kill")));
+        // A sibling whose name extends the session's is outside it.
+        assert!(f.refuses(Path::new("/sys/fs/cgroup/agent-sandbox-1-xy/cgroup.procs")));
+        assert!(!f.refuses(Path::new("/sys/fs/cgroup/agent-sandbox-1-x/cgroup.procs")));
+        assert!(!f.refuses(Path::new(
+            "/sys/fs/cgroup/agent-sandbox-1-x/child/cgroup.procs"
+        )));
+        assert!(!f.refuses(Path::new("/sys/fs/cgroup/cpu.max")));
+        assert!(!f.refuses(Path::new("/sys/fs/cgroup/cgroup.controllers")));
+    }
 
     #[test]
     fn literal_base_and_whole_directories() {

@@ -38,6 +38,12 @@ const MAX_PATH: usize = 4096;
 /// Ancestry shown for a held action.
 const MAX_ANCESTRY: usize = 16;
 
+/// The rule that keeps the session from deleting, renaming or truncating the sandbox's own
+/// files (the state directory, the policy files, the events file).
+pub const SELF_RULE: &str = "sandbox.self";
+/// The rule that refuses loading eBPF programs, kernel modules and kernels.
+pub const KERNEL_RULE: &str = "sandbox.kernel";
+
 /// One `[[files.protect]]` rule, compiled.
 struct ProtectRule {
     id: String,
@@ -101,9 +107,62 @@ impl Protect {
         Ok(Protect { rules })
     }
 
-    /// The roots of the protected trees.
+    /// Adds the sandbox's own files and directories (absolute paths) as a deny rule checked
+    /// before every other: deleting, renaming or truncating them is refused and recorded.
+    /// The directories' whole trees are covered, and so are their ancestors (a rename or
+    /// rmdir of one would take them along).
+    pub fn guard_own(&mut self, paths: &[PathBuf]) -> Result<(), ProtectError> {
+        let mut b = GlobSetBuilder::new();
+        let mut bases = Vec::new();
+        for p in paths {
+            let p = canonical_or_given(p);
+            let literal = crate::policy::escape_glob(&p.to_string_lossy());
+            let mut globs = vec![literal.clone()];
+            if p.is_dir() {
+                globs.push(format!("{literal}/**"));
+            }
+            for glob in globs {
+                let compiled = GlobBuilder::new(&glob)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|source| ProtectError {
+                        rule: SELF_RULE.into(),
+                        glob: glob.clone(),
+                        source,
+                    })?;
+                b.add(compiled);
+            }
+            bases.push(p);
+        }
+        let set = b.build().map_err(|source| ProtectError {
+            rule: SELF_RULE.into(),
+            glob: String::new(),
+            source,
+        })?;
+        self.rules.insert(
+            0,
+            ProtectRule {
+                id: SELF_RULE.into(),
+                why: "the sandbox's own state, policy and records are out of the session's \
+                      reach"
+                    .into(),
+                action: ProtectAction::Deny,
+                origin: "agent-sandbox".into(),
+                set,
+                bases,
+            },
+        );
+        Ok(())
+    }
+
+    /// The roots of the protected trees (the sandbox's own files excepted: deletions there
+    /// are refused, never counted).
     pub fn roots(&self) -> Vec<PathBuf> {
-        self.rules.iter().flat_map(|r| r.bases.clone()).collect()
+        self.rules
+            .iter()
+            .filter(|r| r.id != SELF_RULE)
+            .flat_map(|r| r.bases.clone())
+            .collect()
     }
 
     /// Whether any rule exists (otherwise the filter leaves path calls in the kernel).
@@ -144,9 +203,26 @@ pub struct Shared {
     /// Rules a human allowed for the rest of the session.
     session_allowed: HashSet<String>,
     grants: HashMap<ProcKey, Vec<Grant>>,
+    /// The processes and threads waiting for a decision, by held action id.
+    held: HashMap<u64, Vec<u32>>,
 }
 
 impl Shared {
+    /// Notes that held action `id` keeps these processes (or threads) waiting.
+    pub fn set_held(&mut self, id: u64, pids: Vec<u32>) {
+        self.held.insert(id, pids);
+    }
+
+    /// Held action `id` was decided.
+    pub fn clear_held(&mut self, id: u64) {
+        self.held.remove(&id);
+    }
+
+    /// Whether a held action keeps process or thread `pid` waiting.
+    pub fn is_held(&self, pid: u32) -> bool {
+        self.held.values().any(|p| p.contains(&pid))
+    }
+
     /// Allows `rule` for the rest of the session.
     pub fn allow_rule(&mut self, rule: &str) {
         self.session_allowed.insert(rule.to_string());
@@ -295,6 +371,9 @@ impl Gate {
     fn handle(&self, n: &Notif) {
         let result = if n.nr == libc::SYS_execve || n.nr == libc::SYS_execveat {
             self.on_exec(n)
+        } else if seccomp::KERNEL_CALLS.contains(&n.nr) {
+            self.on_kernel(n);
+            Ok(())
         } else {
             self.on_path(n)
         };
@@ -412,6 +491,51 @@ impl Gate {
             ),
             false,
         )
+    }
+
+    /// `bpf`, module or kexec loading: always refused, told and recorded. Nothing is read
+    /// from the task's memory, so nothing can fail before the refusal.
+    fn on_kernel(&self, n: &Notif) {
+        let name = match n.nr {
+            libc::SYS_bpf => "bpf",
+            libc::SYS_init_module => "init_module",
+            libc::SYS_finit_module => "finit_module",
+            libc::SYS_delete_module => "delete_module",
+            libc::SYS_kexec_load => "kexec_load",
+            _ => "kexec_file_load",
+        };
+        let _ = self.listener.fail(n.id, libc::EPERM);
+        tell(
+            n.pid,
+            &format!(
+                "agent-sandbox: refused {name}: rule {KERNEL_RULE} (the session may not load code into the kernel)"
+            ),
+        );
+        let chain = proc_chain(n.pid, self.supervisor);
+        let pid = chain.first().map_or(n.pid, |k| k.tgid);
+        let mut fields = serde_json::json!({
+            "action": "kernel load",
+            "syscall": name,
+            "command": proc_cmdline(pid),
+            "cwd": proc_cwd(pid),
+            "rule": KERNEL_RULE,
+            "why": "loading eBPF programs, kernel modules or kernels reaches the sandbox's own \
+                    machinery",
+            "origin": "agent-sandbox",
+            "ancestry": chain.iter().skip(1).map(|k| k.tgid).collect::<Vec<_>>(),
+            "errno": "EPERM",
+            "tamper": true,
+        });
+        if n.nr == libc::SYS_bpf {
+            fields["bpf_cmd"] = serde_json::json!(bpf_cmd_name(n.args[0]));
+        }
+        let _ = self.cfg.out.send(GateMsg::Refused(serde_json::json!({
+            "kind": "gate_refused",
+            "time": crate::session::now_rfc3339(),
+            "pid": pid,
+            "comm": proc_comm(pid),
+            "fields": fields,
+        })));
     }
 
     fn on_path(&self, n: &Notif) -> io::Result<()> {
@@ -561,6 +685,7 @@ impl Gate {
                     "why": req.held.why,
                     "origin": req.held.origin,
                     "ancestry": req.held.ancestry.iter().map(|a| a.pid).collect::<Vec<_>>(),
+                    "tamper": req.held.rule == SELF_RULE,
                 },
             });
             let _ = self.cfg.out.send(GateMsg::Refused(record));
@@ -583,9 +708,26 @@ pub struct GateConfig {
     home: PathBuf,
     shared: Arc<Mutex<Shared>>,
     out: UnboundedSender<GateMsg>,
+    /// The agent runs as root (see [`seccomp::Filter::gate_root`]).
+    root_agent: bool,
 }
 
 impl GateConfig {
+    /// Marks the agent as running as root: its filter refuses `clone3`.
+    pub fn for_root_agent(mut self, root: bool) -> Self {
+        self.root_agent = root;
+        self
+    }
+
+    /// The seccomp filter the agent's first process installs for this gate.
+    pub fn filter(&self) -> seccomp::Filter {
+        if self.root_agent {
+            seccomp::Filter::gate_root(self.gates_paths())
+        } else {
+            seccomp::Filter::gate(self.gates_paths())
+        }
+    }
+
     /// The gate for `policy`: `detector` classifies execs, `protect` gates path calls, holds
     /// and refusals go to `out`, standing decisions are read from `shared`.
     pub fn new(
@@ -607,6 +749,7 @@ impl GateConfig {
             home: policy.home.clone(),
             shared,
             out,
+            root_agent: false,
         }
     }
 
@@ -705,6 +848,41 @@ pub fn tell(pid: u32, line: &str) {
         let mut msg = line.as_bytes().to_vec();
         msg.push(b'\n');
         libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+    }
+}
+
+/// The name of a `bpf(2)` command.
+fn bpf_cmd_name(cmd: u64) -> String {
+    const NAMES: [&str; 11] = [
+        "BPF_MAP_CREATE",
+        "BPF_MAP_LOOKUP_ELEM",
+        "BPF_MAP_UPDATE_ELEM",
+        "BPF_MAP_DELETE_ELEM",
+        "BPF_MAP_GET_NEXT_KEY",
+        "BPF_PROG_LOAD",
+        "BPF_OBJ_PIN",
+        "BPF_OBJ_GET",
+        "BPF_PROG_ATTACH",
+        "BPF_PROG_DETACH",
+        "BPF_PROG_TEST_RUN",
+    ];
+    usize::try_from(cmd)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("command {cmd}"), |n| (*n).to_string())
+}
+
+/// `p` with its parent directory made canonical (the final component kept as it is), or `p`
+/// itself when the parent does not exist.
+fn canonical_or_given(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| p.to_path_buf()),
+        _ => p.to_path_buf(),
     }
 }
 

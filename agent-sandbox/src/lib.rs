@@ -17,5 +17,6 @@ pub mod poll;
 pub mod seccomp;
 pub mod secrets;
 pub mod session;
+pub mod tamper;
 pub mod tracefs;
 pub mod watchdog;

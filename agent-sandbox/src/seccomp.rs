@@ -2,10 +2,10 @@
 //! and the supervisor's side of the listener.
 //!
 //! The filter sends `execve`/`execveat` (and, when the policy protects paths, the deletion,
-//! rename and truncation calls, refusing io_uring then) to the supervisor, refuses what an
-//! agent never needs and what touches the sandbox's own machinery (`bpf`, module and kexec
-//! loading), and allows the rest
-//! in the kernel. It is inherited by every descendant and cannot be removed. A notified task
+//! rename and truncation calls, refusing io_uring then) to the supervisor, and sends it what
+//! an agent never needs and what touches the sandbox's own machinery (`bpf`, module and kexec
+//! loading), which the supervisor always refuses and records (the kernel refuses them too,
+//! with `ENOSYS`, when no supervisor answers). It allows the rest in the kernel. It is inherited by every descendant and cannot be removed. A notified task
 //! waits inside the system call until the supervisor answers; with
 //! `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` only a fatal signal ends that wait once the
 //! supervisor has received the notification. If the supervisor dies, the kernel fails every
@@ -46,9 +46,10 @@ const PATH_CALLS: [i64; 9] = [
     libc::SYS_truncate,
     libc::SYS_openat2,
 ];
-/// Refused with EPERM: an agent never needs them, and they reach the sandbox's own machinery
-/// (eBPF programs, kernel modules, the running kernel).
-const DENIED_CALLS: [i64; 6] = [
+/// Always refused, by the supervisor (which records the attempt): an agent never needs them,
+/// and they reach the sandbox's own machinery (eBPF programs, kernel modules, the running
+/// kernel).
+pub const KERNEL_CALLS: [i64; 6] = [
     libc::SYS_bpf,
     libc::SYS_init_module,
     libc::SYS_finit_module,
@@ -82,6 +83,18 @@ pub struct Filter {
 impl Filter {
     /// The gate's filter. `paths`: also send deletions, renames and truncating opens.
     pub fn gate(paths: bool) -> Filter {
+        Self::build(paths, false)
+    }
+
+    /// The gate's filter for an agent running as root, which file modes do not stop: as
+    /// [`Filter::gate`], and `clone3` fails with `ENOSYS` (the C libraries then fall back to
+    /// `clone`), since `CLONE_INTO_CGROUP` with an `O_PATH` descriptor would place a child in
+    /// another cgroup without any open the fanotify fence could refuse.
+    pub fn gate_root(paths: bool) -> Filter {
+        Self::build(paths, true)
+    }
+
+    fn build(paths: bool, root: bool) -> Filter {
         use Insn::*;
         let mut p = vec![
             Load(OFF_ARCH),
@@ -91,8 +104,12 @@ impl Filter {
             Load(OFF_NR),
             JumpSet(X32_SYSCALL_BIT, To::Deny, To::Next),
         ];
-        for nr in DENIED_CALLS {
-            p.push(JumpEq(nr as u32, To::Deny, To::Next));
+        for nr in KERNEL_CALLS {
+            p.push(JumpEq(nr as u32, To::Notify, To::Next));
+        }
+        if root {
+            p.push(JumpEq(libc::SYS_clone3 as u32, To::Next, To::Skip(1)));
+            p.push(Ret(SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
         }
         for nr in EXEC_CALLS {
             p.push(JumpEq(nr as u32, To::Notify, To::Next));
@@ -493,6 +510,82 @@ mod tests {
             assert_eq!(f.prog.last().map(|i| i.code), Some(BPF_RET | BPF_K));
         }
         assert!(Filter::gate(true).len() > Filter::gate(false).len());
+    }
+
+    /// Runs the filter on one call (`nr`, arguments) as the kernel would: the action word.
+    fn verdict(f: &Filter, nr: i64, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&(nr as u32).to_ne_bytes());
+        data[4..8].copy_from_slice(&AUDIT_ARCH_X86_64.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let insn = f.prog[pc];
+            match insn.code {
+                c if c == BPF_LD | BPF_W | BPF_ABS => {
+                    let k = insn.k as usize;
+                    let mut w = [0u8; 4];
+                    w.copy_from_slice(&data[k..k + 4]);
+                    acc = u32::from_ne_bytes(w);
+                    pc += 1;
+                }
+                c if c == BPF_JMP | BPF_JEQ | BPF_K || c == BPF_JMP | BPF_JSET | BPF_K => {
+                    let hit = if c & BPF_JSET != 0 {
+                        acc & insn.k != 0
+                    } else {
+                        acc == insn.k
+                    };
+                    pc += 1 + usize::from(if hit { insn.jt } else { insn.jf });
+                }
+                c if c == BPF_RET | BPF_K => return insn.k,
+                c => panic!("unexpected instruction {c:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_filter_sends_kernel_calls_to_the_supervisor_and_refuses_clone3_to_root_agents() {
+        let notify = libc::SECCOMP_RET_USER_NOTIF;
+        let enosys = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        for f in [
+            Filter::gate(false),
+            Filter::gate(true),
+            Filter::gate_root(false),
+        ] {
+            for nr in KERNEL_CALLS {
+                assert_eq!(verdict(&f, nr, [0; 6]), notify, "syscall {nr}");
+            }
+            assert_eq!(verdict(&f, libc::SYS_execve, [0; 6]), notify);
+            assert_eq!(verdict(&f, libc::SYS_getpid, [0; 6]), SECCOMP_RET_ALLOW);
+        }
+        let clone3 = |f: &Filter| verdict(f, libc::SYS_clone3, [0; 6]);
+        assert_eq!(clone3(&Filter::gate(true)), SECCOMP_RET_ALLOW);
+        assert_eq!(clone3(&Filter::gate_root(false)), enosys);
+        assert_eq!(clone3(&Filter::gate_root(true)), enosys);
+        // Path calls leave the kernel only when paths are gated; plain opens never do.
+        let trunc = [libc::AT_FDCWD as u64, 0, libc::O_TRUNC as u64, 0, 0, 0];
+        assert_eq!(
+            verdict(&Filter::gate_root(true), libc::SYS_openat, trunc),
+            notify
+        );
+        assert_eq!(
+            verdict(&Filter::gate_root(false), libc::SYS_openat, trunc),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            verdict(&Filter::gate_root(true), libc::SYS_openat, [0; 6]),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            verdict(&Filter::gate(true), libc::SYS_unlink, [0; 6]),
+            notify
+        );
+        assert_eq!(
+            verdict(&Filter::gate(false), libc::SYS_unlink, [0; 6]),
+            SECCOMP_RET_ALLOW
+        );
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
     let trust = policy::ensure_trusted(&policy, &opts.state_dir, opts.trust_policy)?;
     let network = policy::network_plan(&policy)?;
     let detector = detect::detector_for(&policy).context("compiling the [[exec.rule]] rules")?;
-    let protect = gate::Protect::from_policy(&policy)?;
+    let mut protect = gate::Protect::from_policy(&policy)?;
     let mut own: Vec<PathBuf> = policy
         .sources
         .iter()
@@ -191,6 +191,11 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
     own.push(opts.state_dir.clone());
     if let Some(ev) = opts.events.as_ref().filter(|p| p.as_os_str() != "-") {
         own.push(std::path::absolute(ev).unwrap_or_else(|_| ev.clone()));
+    }
+    // Deletions, renames and truncations of the sandbox's own files are refused by the gate
+    // whenever path calls reach it, and always for a root agent (file modes stop any other).
+    if !protect.is_empty() || identity.uid == 0 {
+        protect.guard_own(&own)?;
     }
     let (mut file_rules, mut deny_globs) = policy::deny_globs(&policy, &own);
 
@@ -313,7 +318,7 @@ fn run_in_cgroup(
         policy,
         trust,
         network: mut plan,
-        file_rules,
+        mut file_rules,
         deny_globs,
         detector,
         protect,
@@ -355,8 +360,15 @@ fn run_in_cgroup(
     let audit = open_audit(&opts.state_dir, cgroup)?;
     let audit_path = audit.path().to_path_buf();
     let (refusal_tx, refusal_rx) = tokio::sync::mpsc::unbounded_channel();
-    let guard = FileGuard::start(file_rules, &deny_globs, cgroup.relative(), refusal_tx)
-        .context("marking the files the policy denies")?;
+    let fence = crate::tamper::fence(identity, cgroup, &mut file_rules);
+    let guard = FileGuard::start_fenced(
+        file_rules,
+        &deny_globs,
+        cgroup.relative(),
+        fence,
+        refusal_tx,
+    )
+    .context("marking the files the policy denies")?;
     let exp = guard.expansion();
     let user_rules: std::collections::HashSet<&str> = policy
         .rules()
@@ -456,13 +468,16 @@ fn run_in_cgroup(
             Arc::clone(&shared),
             gate_tx.clone(),
         )
+        .for_root_agent(identity.uid == 0)
     });
+    let tamper = crate::tamper::watch(opts, &policy, cgroup, watchdog.pid(), &shared);
     let approval = Approval {
         gate: gate_cfg,
         gate_rx,
         shared,
         timeout: Duration::from_secs(policy.approval_timeout_secs.value.max(1)),
         mass_delete,
+        tamper,
     };
     let (exit_code, mut sink) = rt.block_on(supervise(
         opts,
@@ -641,6 +656,8 @@ struct Approval {
     timeout: Duration,
     /// Mass-deletion threshold: deletions, window, and the trees they count under.
     mass_delete: (u64, Duration, Vec<PathBuf>),
+    /// What attempts on the sandbox are compared against.
+    tamper: crate::tamper::Watch,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -665,6 +682,7 @@ async fn supervise(
     let (records_tx, records_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut sink = Sink::new(out, clock, rules, audit);
     sink.syslog = syslog;
+    sink.tamper = Some(approval.tamper);
     sink.updates = Some(updates.clone());
     sink.counters = Arc::clone(&counters);
     let mut start = json!({
@@ -762,14 +780,14 @@ async fn supervise(
         }
         None => (None, None),
     };
-    let gate_thread = match (approval.gate, gate_sock) {
+    let (gate_thread, filter) = match (approval.gate, gate_sock) {
         (Some(cfg), Some(sock)) => {
-            let gates_paths = cfg.gates_paths();
+            let filter = cfg.filter();
             let (h, stop) = gate::spawn(sock, cfg, Arc::clone(&listener_cell))
                 .context("starting the gate thread")?;
-            Some((h, stop, gates_paths))
+            (Some((h, stop)), Some(filter))
         }
-        _ => None,
+        _ => (None, None),
     };
 
     // With the approval UI in this terminal, the agent gets none of it.
@@ -790,10 +808,8 @@ async fn supervise(
         uid: identity.uid,
         gid: identity.gid,
         groups: identity.groups.clone(),
-        gate: match (&gate_thread, &child_sock) {
-            (Some((_, _, paths)), Some(cs)) => {
-                Some((crate::seccomp::Filter::gate(*paths), cs.as_raw_fd()))
-            }
+        gate: match (filter, &child_sock) {
+            (Some(filter), Some(cs)) => Some((filter, cs.as_raw_fd())),
             _ => None,
         },
     };
@@ -935,7 +951,7 @@ async fn supervise(
     if let Some(o) = &detached {
         eprintln!("agent-sandbox: the agent's output: {}", o.path.display());
     }
-    if let Some((h, stop, _)) = gate_thread {
+    if let Some((h, stop)) = gate_thread {
         gate::stop(&stop);
         let _ = tokio::task::spawn_blocking(move || h.join()).await;
     }
@@ -1079,6 +1095,8 @@ pub struct Sink {
     counters: Arc<Counters>,
     /// The mass-deletion detector.
     mass_delete: Option<approval::MassDeleteWatch>,
+    /// Attempts on the sandbox: what to add to signal, denied and set-id exec records.
+    tamper: Option<crate::tamper::Watch>,
 }
 
 impl Sink {
@@ -1105,6 +1123,7 @@ impl Sink {
             updates: None,
             counters: Arc::default(),
             mass_delete: None,
+            tamper: None,
         }
     }
 
@@ -1240,13 +1259,17 @@ impl Sink {
     fn emit(&mut self, ev: &Event) -> Result<()> {
         // The audit log keeps what matters afterwards: what ran and what was refused (opens,
         // forks and exits stay in the event stream).
+        let assessed = self.tamper.as_ref().and_then(|t| t.assess(ev));
         let audited = matches!(
             ev.kind,
             EventKind::Exec | EventKind::ExecResult | EventKind::NetRefused
-        );
+        ) || assessed.as_ref().is_some_and(|a| a.audit);
         let feed = self.listening();
         if self.out.is_some() || audited || feed.is_some() {
-            let v = events::to_json(ev, &self.table, &self.clock, &*self.rules);
+            let mut v = events::to_json(ev, &self.table, &self.clock, &*self.rules);
+            if let Some(a) = assessed {
+                crate::tamper::merge(&mut v, a, ev);
+            }
             self.write_record(&v)?;
             if audited {
                 self.audit_record(&v);

@@ -21,6 +21,8 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     "git",
     "strace",
+    // the anti-tamper tests attach a debugger to the supervisor (and must fail to)
+    "gdb",
     "tmux",
     "netcat-openbsd",
     "python3",
