@@ -87,50 +87,19 @@ impl Session {
 
     /// Starts `bash SCRIPT` under the sandbox as `user`, in the workspace.
     fn start_as(&self, user: &str, script: &str) -> Child {
-        let path = script_file(&self.s.dir, script);
-        let mut c = Command::new(BIN);
-        c.args(["run", "--user", user, "--trust-policy", "--state-dir"])
-            .arg(&self.state)
-            .args(["--", "/bin/bash"])
-            .arg(&path)
-            .current_dir(&self.ws)
-            .stdin(Stdio::null());
-        let child = spawn(c);
+        let child = start_script(&self.s.dir, &self.state, &self.ws, user, script);
         self.started.borrow_mut().push(child.id());
         child
     }
 
     /// The actions held now (via `decide --list --json`).
     fn held(&self) -> Vec<Value> {
-        let out = Command::new(BIN)
-            .args(["decide", "--list", "--json", "--state-dir"])
-            .arg(&self.state)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .flat_map(|v| v["held"].as_array().cloned().unwrap_or_default())
-            .collect()
+        held_in(&self.state)
     }
 
     /// Waits for the next held action of the session `child`; on failure shows its output.
     fn wait_held(&self, child: Child) -> (Value, Child) {
-        let mut found = None;
-        let pid = child.id();
-        wait_until(Duration::from_secs(20), || {
-            found = self.held().into_iter().next();
-            found.is_some() || !alive(pid)
-        });
-        match found {
-            Some(h) => (h, child),
-            None => {
-                // SAFETY: kill(2) of the supervisor this test started.
-                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                let out = wait_output(child, Duration::from_secs(30));
-                panic!("nothing was held; the session said:\n{}", text(&out));
-            }
-        }
+        wait_held_in(&self.state, child, Duration::from_secs(20))
     }
 
     fn decide(&self, id: u64, word: &str) -> Output {
@@ -181,14 +150,6 @@ fn chown_tree(p: &Path) {
             chown_tree(&e.path());
         }
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The thread state letter of `pid` ('S' sleeping, 'R', 'T' stopped...).

@@ -11,7 +11,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -95,48 +95,17 @@ impl Session {
 
     /// Starts `bash SCRIPT` under the sandbox as `user`, in the workspace.
     fn start_as(&self, user: &str, script: &str) -> Child {
-        let path = script_file(&self.s.dir, script);
-        let mut c = Command::new(BIN);
-        c.args(["run", "--user", user, "--trust-policy", "--state-dir"])
-            .arg(&self.state)
-            .args(["--", "/bin/bash"])
-            .arg(&path)
-            .current_dir(&self.ws)
-            .stdin(Stdio::null());
-        let child = spawn(c);
+        let child = start_script(&self.s.dir, &self.state, &self.ws, user, script);
         self.started.borrow_mut().push(child.id());
         child
     }
 
     fn held(&self) -> Vec<Value> {
-        let out = Command::new(BIN)
-            .args(["decide", "--list", "--json", "--state-dir"])
-            .arg(&self.state)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .flat_map(|v| v["held"].as_array().cloned().unwrap_or_default())
-            .collect()
+        held_in(&self.state)
     }
 
     fn wait_held(&self, child: Child) -> (Value, Child) {
-        let mut found = None;
-        let pid = child.id();
-        wait_until(Duration::from_secs(30), || {
-            found = self.held().into_iter().next();
-            found.is_some() || !alive(pid)
-        });
-        match found {
-            Some(h) => (h, child),
-            None => {
-                // SAFETY: kill(2) of the supervisor this test started.
-                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                let out = wait_output(child, Duration::from_secs(30));
-                panic!("nothing was held; the session said:\n{}", text(&out));
-            }
-        }
+        wait_held_in(&self.state, child, Duration::from_secs(30))
     }
 
     /// Answers every hold with `word` until the session ends.
@@ -197,14 +166,6 @@ fn chown_tree(p: &Path) {
             chown_tree(&e.path());
         }
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The value of `name=` printed by a script, from its output.

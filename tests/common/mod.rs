@@ -202,3 +202,60 @@ pub fn cgroup2_root() -> String {
         .expect("a cgroup2 mount on the test machine")
         .to_string()
 }
+
+/// Starts `bash SCRIPT` (written to a file in `scratch`) under the sandbox as `user`, in
+/// `ws`, with `--trust-policy` and the state directory `state`.
+pub fn start_script(scratch: &Path, state: &Path, ws: &Path, user: &str, script: &str) -> Child {
+    let path = script_file(scratch, script);
+    let mut c = Command::new(BIN);
+    c.args(["run", "--user", user, "--trust-policy", "--state-dir"])
+        .arg(state)
+        .args(["--", "/bin/bash"])
+        .arg(&path)
+        .current_dir(ws)
+        .stdin(Stdio::null());
+    spawn(c)
+}
+
+/// The actions held now in the sessions of `state` (via `decide --list --json`).
+pub fn held_in(state: &Path) -> Vec<Value> {
+    let out = Command::new(BIN)
+        .args(["decide", "--list", "--json", "--state-dir"])
+        .arg(state)
+        .output()
+        .expect("run agent-sandbox decide --list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| v["held"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// Waits up to `limit` for the first held action of the session that `child` supervises;
+/// if none comes, stops the session and fails with its output.
+pub fn wait_held_in(state: &Path, child: Child, limit: Duration) -> (Value, Child) {
+    let mut found = None;
+    let pid = child.id();
+    wait_until(limit, || {
+        found = held_in(state).into_iter().next();
+        found.is_some() || !alive(pid)
+    });
+    match found {
+        Some(h) => (h, child),
+        None => {
+            // SAFETY: kill(2) of the supervisor the caller started.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            let out = wait_output(child, Duration::from_secs(30));
+            panic!("nothing was held; the session said:\n{}", text(&out));
+        }
+    }
+}
+
+/// A command's stdout then stderr, as text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

@@ -432,124 +432,111 @@ fn measure(
     run
 }
 
-/// Runs the `sigkill` workload: `reps` sessions whose supervisor is killed (see [`sigkill`]).
-/// Stops at the first failing rep.
+/// Runs a workload measured by its own code, one rep at a time (`one_rep(rep)` returns the
+/// line to print and the samples to keep), unless `leg` was deselected. Stops at the first
+/// failing rep.
+fn measure_reps(
+    workload: Workload,
+    prepared: &Prepared,
+    legs: &[Leg],
+    reps: u32,
+    leg: Leg,
+    mut one_rep: impl FnMut(&Path) -> Result<(String, Vec<f64>, Vec<f64>)>,
+) -> WorkloadRun {
+    let name = workload.name();
+    let mut run = WorkloadRun::new(workload, prepared.description.clone(), reps, legs.to_vec());
+    if !legs.contains(&leg) {
+        return run;
+    }
+    let Some(dir) = prepared.cwd.as_deref() else {
+        return run.failed("no workspace was prepared".to_owned());
+    };
+    for rep in 1..=reps {
+        match one_rep(dir) {
+            Ok((line, raw, second)) => {
+                println!("[bench] {name} rep {rep}/{reps}: {line}");
+                run.raw_ms.entry(leg).or_default().extend(raw);
+                run.second_ms.extend(second);
+                run.reps_completed = rep;
+            }
+            Err(err) => {
+                println!("[bench] {name}: FAILED (rep {rep}): {err:#}");
+                return run.failed(format!("rep {rep}: {err:#}"));
+            }
+        }
+    }
+    run
+}
+
+/// The `sigkill` workload: `reps` sessions whose supervisor is killed (see [`sigkill`]).
 fn measure_sigkill(prepared: &Prepared, legs: &[Leg], reps: u32, ctx: &Context) -> WorkloadRun {
-    let name = Workload::Sigkill.name();
-    let mut run = WorkloadRun::new(
+    let log = ctx.logs_dir.join("sigkill-sandbox.stderr");
+    measure_reps(
         Workload::Sigkill,
-        prepared.description.clone(),
+        prepared,
+        legs,
         reps,
-        legs.to_vec(),
-    );
-    if !legs.contains(&Leg::Sandbox) {
-        return run;
-    }
-    let Some(workspace) = prepared.cwd.as_deref() else {
-        return run.failed("no workspace was prepared".to_owned());
-    };
-    let stderr_log = ctx.logs_dir.join(format!("{name}-sandbox.stderr"));
-    for rep in 1..=reps {
-        match sigkill::rep(&ctx.supervisor, workspace, &stderr_log) {
-            Ok(r) => {
-                println!(
-                    "[bench] {name} rep {rep}/{reps}: tree gone {:.1} ms, cgroup removed {:.1} ms",
+        Leg::Sandbox,
+        |ws| {
+            let r = sigkill::rep(&ctx.supervisor, ws, &log)?;
+            Ok((
+                format!(
+                    "tree gone {:.1} ms, cgroup removed {:.1} ms",
                     r.tree_gone_ms, r.cgroup_removed_ms
-                );
-                run.raw_ms
-                    .entry(Leg::Sandbox)
-                    .or_default()
-                    .push(r.tree_gone_ms);
-                run.reps_completed = rep;
-            }
-            Err(err) => {
-                println!("[bench] {name}: FAILED (rep {rep}): {err:#}");
-                return run.failed(format!("rep {rep}: {err:#}"));
-            }
-        }
-    }
-    run
+                ),
+                vec![r.tree_gone_ms],
+                Vec::new(),
+            ))
+        },
+    )
 }
 
-/// Runs the `approval` workload: `reps` sessions of [`approval::HOLDS`] held actions each (see
-/// [`approval`]); every hold is one sample. Stops at the first failing rep.
+/// The `approval` workload: `reps` sessions of [`approval::HOLDS`] held actions each (see
+/// [`approval`]); every hold is one sample (hold → UI; decision → resume as the second
+/// measure).
 fn measure_approval(prepared: &Prepared, legs: &[Leg], reps: u32, ctx: &Context) -> WorkloadRun {
-    let name = Workload::Approval.name();
-    let mut run = WorkloadRun::new(
+    let log = ctx.logs_dir.join("approval-sandbox.stderr");
+    measure_reps(
         Workload::Approval,
-        prepared.description.clone(),
+        prepared,
+        legs,
         reps,
-        legs.to_vec(),
-    );
-    if !legs.contains(&Leg::Sandbox) {
-        return run;
-    }
-    let Some(workspace) = prepared.cwd.as_deref() else {
-        return run.failed("no workspace was prepared".to_owned());
-    };
-    let stderr_log = ctx.logs_dir.join(format!("{name}-sandbox.stderr"));
-    for rep in 1..=reps {
-        match approval::rep(&ctx.supervisor, workspace, &stderr_log) {
-            Ok(r) => {
-                println!(
-                    "[bench] {name} rep {rep}/{reps}: {} holds, hold -> UI median {:.2} ms, \
-                     decision -> resume median {:.2} ms",
-                    r.hold_to_ui_ms.len(),
-                    report::median(&r.hold_to_ui_ms).unwrap_or(f64::NAN),
-                    report::median(&r.resume_ms).unwrap_or(f64::NAN),
-                );
-                run.raw_ms
-                    .entry(Leg::Sandbox)
-                    .or_default()
-                    .extend(r.hold_to_ui_ms);
-                run.second_ms.extend(r.resume_ms);
-                run.reps_completed = rep;
-            }
-            Err(err) => {
-                println!("[bench] {name}: FAILED (rep {rep}): {err:#}");
-                return run.failed(format!("rep {rep}: {err:#}"));
-            }
-        }
-    }
-    run
+        Leg::Sandbox,
+        |ws| {
+            let r = approval::rep(&ctx.supervisor, ws, &log)?;
+            let line = format!(
+                "{} holds, hold -> UI median {:.2} ms, decision -> resume median {:.2} ms",
+                r.hold_to_ui_ms.len(),
+                report::median(&r.hold_to_ui_ms).unwrap_or(f64::NAN),
+                report::median(&r.resume_ms).unwrap_or(f64::NAN),
+            );
+            Ok((line, r.hold_to_ui_ms, r.resume_ms))
+        },
+    )
 }
 
-/// Runs the `audit` workload (see [`audit`]): per rep, the writer's median append cost and
-/// the real `audit verify` of the 1 M-record log it wrote. Stops at the first failing rep.
+/// The `audit` workload (see [`audit`]): per rep, the real `audit verify` of a 1 M-record log
+/// (the sample) and the writer's median append cost (the second measure).
 fn measure_audit(prepared: &Prepared, legs: &[Leg], reps: u32, ctx: &Context) -> WorkloadRun {
-    let name = Workload::Audit.name();
-    let mut run = WorkloadRun::new(
-        Workload::Audit,
-        prepared.description.clone(),
-        reps,
-        legs.to_vec(),
-    );
-    let (Some(dir), Some(writer)) = (prepared.cwd.as_deref(), prepared.argv.first()) else {
-        return run.failed("the audit benchmark was not prepared".to_owned());
+    let Some(writer) = prepared.argv.first() else {
+        return WorkloadRun::new(Workload::Audit, String::new(), reps, legs.to_vec())
+            .failed("the audit benchmark was not prepared".to_owned());
     };
-    for rep in 1..=reps {
-        match audit::rep(Path::new(writer), &ctx.supervisor, dir) {
-            Ok(r) => {
-                println!(
-                    "[bench] {name} rep {rep}/{reps}: {} records ({:.0} MB): append median \
-                     {:.2} µs, audit verify {:.0} ms",
-                    audit::RECORDS,
-                    r.bytes as f64 / 1e6,
-                    r.append_median_us,
-                    r.verify_ms
-                );
-                run.raw_ms.entry(Leg::Bare).or_default().push(r.verify_ms);
-                run.second_ms.push(r.append_median_us);
-                run.reps_completed = rep;
-            }
-            Err(err) => {
-                println!("[bench] {name}: FAILED (rep {rep}): {err:#}");
-                return run.failed(format!("rep {rep}: {err:#}"));
-            }
-        }
-    }
+    let run = measure_reps(Workload::Audit, prepared, legs, reps, Leg::Bare, |dir| {
+        let r = audit::rep(Path::new(writer), &ctx.supervisor, dir)?;
+        let line = format!(
+            "{} records ({:.0} MB): append median {:.2} µs, audit verify {:.0} ms",
+            audit::RECORDS,
+            r.bytes as f64 / 1e6,
+            r.append_median_us,
+            r.verify_ms
+        );
+        Ok((line, vec![r.verify_ms], vec![r.append_median_us]))
+    });
     // Nobody will look at a gigabyte of synthetic log.
-    let _ = fs::remove_dir_all(dir);
+    if let Some(dir) = prepared.cwd.as_deref() {
+        let _ = fs::remove_dir_all(dir);
+    }
     run
 }
 
