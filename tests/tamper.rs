@@ -653,12 +653,24 @@ fn loading_bpf_or_modules_and_running_a_setuid_binary_give_nothing_and_are_audit
     fs::copy(helper(), &suid).unwrap();
     std::os::unix::fs::chown(&suid, Some(0), Some(0)).unwrap();
     fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
-    let control = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(&suid)
-        .arg("ids")
-        .output()
-        .unwrap();
+    // Another test thread's fork can hold the copy's write descriptor for a moment (until its
+    // child execs): ETXTBSY then, which says nothing about the set-uid bit.
+    let mut control = None;
+    for _ in 0..100 {
+        let o = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(&suid)
+            .arg("ids")
+            .output()
+            .unwrap();
+        let busy = text(&o).contains("Text file busy");
+        control = Some(o);
+        if !busy {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let control = control.unwrap();
     assert_eq!(
         String::from_utf8_lossy(&control.stdout).trim(),
         "uid=65534 euid=0",
