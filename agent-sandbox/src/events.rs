@@ -88,20 +88,7 @@ pub enum EventData {
         port: u16,
     },
     /// unlink/rmdir/rename family.
-    PathOp {
-        /// Syscall name.
-        syscall: &'static str,
-        /// First path (the one removed, or the rename source).
-        path: String,
-        /// Rename destination.
-        target: Option<String>,
-        /// Directory fd of `path`.
-        dirfd: i32,
-        /// Directory fd of `target`.
-        target_dirfd: i32,
-        /// unlinkat/renameat2 flags.
-        flags: u32,
-    },
+    PathOp(PathCall),
     /// New process.
     Fork {
         /// Its pid.
@@ -139,21 +126,58 @@ pub enum EventData {
     },
     /// A path call refused with EACCES or EPERM.
     Denied {
-        /// Syscall name.
-        syscall: &'static str,
-        /// The path (the rename source).
-        path: String,
-        /// Rename destination.
-        target: Option<String>,
-        /// Directory fd of `path`.
-        dirfd: i32,
-        /// Directory fd of `target`.
-        target_dirfd: i32,
-        /// Open flags (open, openat, openat2, creat) or unlinkat/renameat2 flags.
-        flags: u32,
+        /// The call.
+        call: PathCall,
         /// -errno.
         ret: i32,
     },
+}
+
+/// A call on one or two paths, as a `path_op` or `denied` record carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathCall {
+    /// Syscall name.
+    pub syscall: &'static str,
+    /// The path (the one removed, or the rename source).
+    pub path: String,
+    /// Rename destination.
+    pub target: Option<String>,
+    /// Directory fd of `path`.
+    pub dirfd: i32,
+    /// Directory fd of `target`.
+    pub target_dirfd: i32,
+    /// Open flags (open, openat, openat2, creat) or unlinkat/renameat2 flags.
+    pub flags: u32,
+}
+
+impl PathCall {
+    fn decode(syscall_id: u32, e: &PathOpEvent) -> Self {
+        let renaming = matches!(
+            syscall_id,
+            syscall::RENAME | syscall::RENAMEAT | syscall::RENAMEAT2
+        );
+        PathCall {
+            syscall: syscall_name(syscall_id),
+            path: cstr(&e.path1),
+            target: renaming.then(|| cstr(&e.path2)),
+            dirfd: e.dirfd1,
+            target_dirfd: e.dirfd2,
+            flags: e.op_flags,
+        }
+    }
+
+    /// The record's fields; `flags` as given (open flags are spelled out by the caller).
+    fn fields(&self) -> serde_json::Value {
+        let mut m = json!({
+            "syscall": self.syscall, "path": self.path, "dirfd": dirfd_value(self.dirfd),
+            "flags": self.flags,
+        });
+        if let Some(t) = &self.target {
+            m["target"] = json!(t);
+            m["target_dirfd"] = dirfd_value(self.target_dirfd);
+        }
+        m
+    }
 }
 
 /// Why a record could not be decoded.
@@ -278,32 +302,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::PathOp => {
             let e: PathOpEvent = read(bytes, h.kind)?;
-            let renaming = matches!(
-                h.syscall,
-                syscall::RENAME | syscall::RENAMEAT | syscall::RENAMEAT2
-            );
-            EventData::PathOp {
-                syscall: syscall_name(h.syscall),
-                path: cstr(&e.path1),
-                target: renaming.then(|| cstr(&e.path2)),
-                dirfd: e.dirfd1,
-                target_dirfd: e.dirfd2,
-                flags: e.op_flags,
-            }
+            EventData::PathOp(PathCall::decode(h.syscall, &e))
         }
         EventKind::Denied => {
             let e: PathOpEvent = read(bytes, h.kind)?;
-            let renaming = matches!(
-                h.syscall,
-                syscall::RENAME | syscall::RENAMEAT | syscall::RENAMEAT2
-            );
             EventData::Denied {
-                syscall: syscall_name(h.syscall),
-                path: cstr(&e.path1),
-                target: renaming.then(|| cstr(&e.path2)),
-                dirfd: e.dirfd1,
-                target_dirfd: e.dirfd2,
-                flags: e.op_flags,
+                call: PathCall::decode(h.syscall, &e),
                 ret: e.ret,
             }
         }
@@ -633,21 +637,7 @@ pub fn to_json(ev: &Event, table: &ProcessTable, clock: &Clock, rules: &dyn Rule
             }
             m
         }
-        EventData::PathOp {
-            syscall,
-            path,
-            target,
-            dirfd,
-            target_dirfd,
-            flags,
-        } => {
-            let mut m = json!({"syscall": syscall, "path": path, "dirfd": dirfd_value(*dirfd), "flags": flags});
-            if let Some(t) = target {
-                m["target"] = json!(t);
-                m["target_dirfd"] = dirfd_value(*target_dirfd);
-            }
-            m
-        }
+        EventData::PathOp(call) => call.fields(),
         EventData::Signal {
             syscall,
             target,
@@ -678,27 +668,12 @@ pub fn to_json(ev: &Event, table: &ProcessTable, clock: &Clock, rules: &dyn Rule
             }
             m
         }
-        EventData::Denied {
-            syscall,
-            path,
-            target,
-            dirfd,
-            target_dirfd,
-            flags,
-            ret,
-        } => {
-            let mut m = json!({
-                "syscall": syscall, "path": path, "dirfd": dirfd_value(*dirfd), "ret": ret,
-                "errno": errno_name(-i64::from(*ret)),
-            });
-            if opens(syscall) {
-                m["flags"] = json!(open_flags_str(u64::from(*flags)));
-            } else {
-                m["flags"] = json!(flags);
-            }
-            if let Some(t) = target {
-                m["target"] = json!(t);
-                m["target_dirfd"] = dirfd_value(*target_dirfd);
+        EventData::Denied { call, ret } => {
+            let mut m = call.fields();
+            m["ret"] = json!(ret);
+            m["errno"] = json!(errno_name(-i64::from(*ret)));
+            if opens(call.syscall) {
+                m["flags"] = json!(open_flags_str(u64::from(call.flags)));
             }
             m
         }

@@ -1188,18 +1188,10 @@ impl Sink {
                 .fetch_add(1, Ordering::Relaxed);
         }
         self.table.observe(&ev);
-        if let (
-            Some(w),
-            EventData::PathOp {
-                syscall,
-                path,
-                dirfd,
-                ..
-            },
-        ) = (self.mass_delete.as_mut(), &ev.data)
-            && matches!(*syscall, "unlink" | "unlinkat" | "rmdir")
+        if let (Some(w), EventData::PathOp(call)) = (self.mass_delete.as_mut(), &ev.data)
+            && matches!(call.syscall, "unlink" | "unlinkat" | "rmdir")
         {
-            w.observe(ev.pid, path, *dirfd);
+            w.observe(ev.pid, &call.path, call.dirfd);
         }
         match ev.data {
             EventData::Exec { .. } => {

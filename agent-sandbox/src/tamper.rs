@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value, json};
 
 use crate::cgroup::SessionCgroup;
-use crate::events::{Event, EventData};
+use crate::events::{Event, EventData, PathCall};
 use crate::fanotify::{CgroupFence, FileRuleInfo};
 use crate::gate::{self, Shared};
 use crate::launch::Identity;
@@ -108,7 +108,10 @@ pub fn merge(record: &mut Value, a: Assessment, ev: &Event) {
                     .unwrap_or(""),
                 a.fields.get("to").and_then(Value::as_str).unwrap_or("?"),
             ),
-            EventData::Denied { path, .. } => format!(
+            EventData::Denied {
+                call: PathCall { path, .. },
+                ..
+            } => format!(
                 "{} of {}",
                 a.fields
                     .get("attempt")
@@ -204,20 +207,12 @@ impl Watch {
                 target_tid,
                 ..
             } => Some(self.signal(ev.pid, syscall, *target, *target_tid)),
-            EventData::Denied {
-                syscall,
-                path,
-                target,
-                dirfd,
-                target_dirfd,
-                flags,
-                ..
-            } => self.denied(
+            EventData::Denied { call, .. } => self.denied(
                 ev.pid,
-                syscall,
-                (path, *dirfd),
-                target.as_deref().map(|t| (t, *target_dirfd)),
-                *flags,
+                call.syscall,
+                (&call.path, call.dirfd),
+                call.target.as_deref().map(|t| (t, call.target_dirfd)),
+                call.flags,
             ),
             EventData::Exec {
                 filename,
@@ -561,12 +556,14 @@ mod tests {
 
     fn denied(syscall: &'static str, path: &str, flags: u32) -> Event {
         event(EventData::Denied {
-            syscall,
-            path: path.into(),
-            target: None,
-            dirfd: AT_FDCWD,
-            target_dirfd: AT_FDCWD,
-            flags,
+            call: PathCall {
+                syscall,
+                path: path.into(),
+                target: None,
+                dirfd: AT_FDCWD,
+                target_dirfd: AT_FDCWD,
+                flags,
+            },
             ret: -13,
         })
     }
