@@ -21,21 +21,7 @@ struct Session {
     state: PathBuf,
     /// Supervisors this test started: killed on drop if still running, so that a failing
     /// test leaves no held or frozen session behind (the watchdog then ends the tree).
-    started: std::cell::RefCell<Vec<u32>>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let state = self.state.to_string_lossy().into_owned();
-        for &pid in self.started.borrow().iter() {
-            let ours = fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&state));
-            if ours && alive(pid) {
-                // SAFETY: kill(2) of a supervisor this test started (checked by its cmdline).
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-        }
-    }
+    started: Supervisors,
 }
 
 const POLICY: &str = r#"
@@ -58,8 +44,8 @@ impl Session {
         let me = Session {
             s,
             ws,
+            started: Supervisors::new(&state),
             state,
-            started: Default::default(),
         };
         me.fill_backups();
         me
@@ -88,7 +74,7 @@ impl Session {
     /// Starts `bash SCRIPT` under the sandbox as `user`, in the workspace.
     fn start_as(&self, user: &str, script: &str) -> Child {
         let child = start_script(&self.s.dir, &self.state, &self.ws, user, script);
-        self.started.borrow_mut().push(child.id());
+        self.started.track(&child);
         child
     }
 

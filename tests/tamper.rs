@@ -40,21 +40,7 @@ struct Session {
     s: Scratch,
     ws: PathBuf,
     state: PathBuf,
-    started: std::cell::RefCell<Vec<u32>>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let state = self.state.to_string_lossy().into_owned();
-        for &pid in self.started.borrow().iter() {
-            let ours = fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&state));
-            if ours && alive(pid) {
-                // SAFETY: kill(2) of a supervisor this test started (checked by its cmdline).
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-        }
-    }
+    started: Supervisors,
 }
 
 impl Session {
@@ -84,8 +70,8 @@ impl Session {
         Session {
             s,
             ws,
+            started: Supervisors::new(&state),
             state,
-            started: Default::default(),
         }
     }
 
@@ -96,7 +82,7 @@ impl Session {
     /// Starts `bash SCRIPT` under the sandbox as `user`, in the workspace.
     fn start_as(&self, user: &str, script: &str) -> Child {
         let child = start_script(&self.s.dir, &self.state, &self.ws, user, script);
-        self.started.borrow_mut().push(child.id());
+        self.started.track(&child);
         child
     }
 

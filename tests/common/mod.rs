@@ -259,3 +259,39 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// The supervisors a test started with `--state-dir STATE`: those still running are killed on
+/// drop, so that a failing test leaves no held or frozen session behind (the watchdog then
+/// ends the tree).
+pub struct Supervisors {
+    state: String,
+    pids: std::cell::RefCell<Vec<u32>>,
+}
+
+impl Supervisors {
+    /// Tracks supervisors of the state directory `state`.
+    pub fn new(state: &Path) -> Self {
+        Supervisors {
+            state: state.to_string_lossy().into_owned(),
+            pids: Default::default(),
+        }
+    }
+
+    /// Tracks `child`, a supervisor.
+    pub fn track(&self, child: &Child) {
+        self.pids.borrow_mut().push(child.id());
+    }
+}
+
+impl Drop for Supervisors {
+    fn drop(&mut self) {
+        for &pid in self.pids.borrow().iter() {
+            let ours = fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&self.state));
+            if ours && alive(pid) {
+                // SAFETY: kill(2) of a supervisor this test started (checked by its cmdline).
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
