@@ -218,42 +218,65 @@ impl Broker {
     }
 
     fn hold(&mut self, req: HoldRequest) {
+        let held = req.held.clone();
+        let shown = gate::shown(&req);
+        self.open_hold(held, Some(req), Vec::new(), shown, json!({}));
+    }
+
+    /// Numbers a held action, tells approvers and the log, and queues it. `pids` are the
+    /// processes a deny of a mass deletion kills; `extra` adds to the record's fields.
+    fn open_hold(
+        &mut self,
+        mut held: Held,
+        req: Option<HoldRequest>,
+        pids: Vec<u32>,
+        shown: String,
+        extra: serde_json::Value,
+    ) {
         let id = self.next_id;
         self.next_id += 1;
         self.held += 1;
-        let now = Instant::now();
-        let mut held = req.held.clone();
         held.id = id;
         held.since = crate::session::now_rfc3339();
         held.timeout_secs = self.cfg.timeout.as_secs();
-        self.announce_hold(&held, gate::shown(&req));
+        self.announce_hold(&held, shown);
+        let mut fields = json!({
+            "id": id,
+            "action": held.kind,
+            "command": held.command,
+            "cwd": held.cwd,
+            "paths": held.paths,
+            "rule": held.rule,
+            "why": held.why,
+            "severity": held.severity,
+            "origin": held.origin,
+            "ancestry": held.ancestry.iter().map(|a| a.pid).collect::<Vec<_>>(),
+        });
+        if let (Some(f), serde_json::Value::Object(extra)) = (fields.as_object_mut(), extra) {
+            f.extend(extra);
+        }
         self.record(json!({
             "kind": "held",
             "time": held.since,
             "pid": held.pid,
-            "fields": {
-                "id": id,
-                "action": held.kind,
-                "command": held.command,
-                "cwd": held.cwd,
-                "paths": held.paths,
-                "rule": held.rule,
-                "why": held.why,
-                "severity": held.severity,
-                "origin": held.origin,
-                "ancestry": held.ancestry.iter().map(|a| a.pid).collect::<Vec<_>>(),
-            },
+            "fields": fields,
         }));
         self.publish(&Update::Held { held: held.clone() });
-        gate::lock(&self.shared).set_held(id, vec![held.pid, req.tid]);
+        // The tasks a signal must not release: the waiting thread, or the deleting processes.
+        let stuck = match &req {
+            Some(r) => vec![held.pid, r.tid],
+            None => pids.clone(),
+        };
+        gate::lock(&self.shared).set_held(id, stuck);
+        let now = Instant::now();
         self.pending.insert(
             id,
             Pending {
                 held,
-                req: Some(req),
+                req,
                 since: now,
                 deadline: now + self.cfg.timeout,
-                pids: Vec::new(),
+                pids,
             },
         );
         self.publish(&Update::Summary {
@@ -528,56 +551,24 @@ impl Broker {
             eprintln!("agent-sandbox: freezing after a mass deletion: {e}");
             return;
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.held += 1;
         let pid = pids.first().copied().unwrap_or(0);
-        let command: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|&c| c == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
         let held = Held {
-            id,
+            id: 0,
             kind: HeldKind::MassDelete,
             pid,
-            command,
-            cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            command: gate::proc_cmdline(pid),
+            cwd: gate::proc_cwd(pid).to_string_lossy().into_owned(),
             paths: sample,
             ancestry: Vec::new(),
             rule: MASS_DELETE_RULE.into(),
             why: format!("{count} deletions: {why}; the whole tree is frozen"),
             severity: Some("high".into()),
             origin: "[approval] mass_delete_files".into(),
-            since: crate::session::now_rfc3339(),
-            timeout_secs: self.cfg.timeout.as_secs(),
+            since: String::new(),
+            timeout_secs: 0,
         };
-        self.announce_hold(&held, format!("pid {pid}"));
-        self.record(json!({
-            "kind": "held",
-            "time": held.since,
-            "pid": pid,
-            "fields": {"id": id, "action": held.kind, "rule": held.rule, "why": held.why,
-                       "paths": held.paths, "pids": pids, "count": count},
-        }));
-        self.publish(&Update::Held { held: held.clone() });
-        gate::lock(&self.shared).set_held(id, pids.clone());
-        let now = Instant::now();
-        self.pending.insert(
-            id,
-            Pending {
-                held,
-                req: None,
-                since: now,
-                deadline: now + self.cfg.timeout,
-                pids,
-            },
-        );
+        let extra = json!({"pids": pids, "count": count});
+        self.open_hold(held, None, pids, format!("pid {pid}"), extra);
     }
 }
 

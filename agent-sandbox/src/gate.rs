@@ -986,11 +986,13 @@ fn proc_chain(tid: u32, stop: u32) -> Vec<ProcKey> {
     out
 }
 
-fn proc_cwd(pid: u32) -> PathBuf {
+/// A process's working directory (`?` when it cannot be read).
+pub(crate) fn proc_cwd(pid: u32) -> PathBuf {
     std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| PathBuf::from("?"))
 }
 
-fn proc_cmdline(pid: u32) -> Vec<String> {
+/// A process's argv from /proc (empty when it cannot be read).
+pub(crate) fn proc_cmdline(pid: u32) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| {
             b.split(|&c| c == 0)
