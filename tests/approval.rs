@@ -213,6 +213,47 @@ fn deletions_by_every_means_are_held_and_denied_ones_leave_the_tree_intact() {
     assert!(held >= 5 && denied >= 5, "held {held}, denied {denied}");
 }
 
+/// argv[0] is the caller's choice: renaming the program in it (`exec -a`, `os.execv`, and
+/// `fexecve` through a descriptor) must not hide a recursive deletion from the detector.
+#[test]
+fn a_deletion_is_held_whatever_argv0_says() {
+    let se = Session::new("gate-argv0", "");
+    let build = se.ws.join("build");
+    fs::create_dir_all(build.join("out")).unwrap();
+    fs::write(build.join("out/a.o"), "obj").unwrap();
+    chown_tree(&se.ws);
+    let py = se.s.path("argv0.py");
+    fs::write(
+        &py,
+        "import os, sys\n\
+         if sys.argv[1] == 'execv':\n\
+         \x20   os.execv('/bin/rm', ['ls', '-r', 'build'])\n\
+         fd = os.open('/bin/rm', os.O_RDONLY)\n\
+         os.execve(fd, ['true', '-r', 'build'], dict(os.environ))\n",
+    )
+    .unwrap();
+    let script = format!(
+        "(exec -a ls rm -r build); echo \"exec-a=$?\"\n\
+         python3 {py} execv; echo \"execv=$?\"\n\
+         python3 {py} fexecve; echo \"fexecve=$?\"\n",
+        py = py.display()
+    );
+    let (holds, out) = se.answer_all(se.start(&script), "deny");
+    let log = text(&out);
+    assert!(build.join("out/a.o").exists(), "build deleted:\n{log}");
+    for step in ["exec-a", "execv", "fexecve"] {
+        assert!(
+            log.lines().any(|l| l.starts_with(&format!("{step}=")))
+                && !log.contains(&format!("{step}=0")),
+            "{step} not refused:\n{log}"
+        );
+    }
+    assert_eq!(holds.len(), 3, "{holds:#?}\n{log}");
+    for h in &holds {
+        assert_eq!(h["rule"], "fs.rm-recursive-workspace", "{h:#}");
+    }
+}
+
 #[test]
 fn allowed_actions_complete_and_one_approval_covers_the_whole_command() {
     let se = Session::new("gate-allow", "");

@@ -1,7 +1,7 @@
 //! The walk: peel wrappers, hand scripts to the shell parser, classify each simple command,
 //! then combine the findings with the user rules into one verdict.
 
-use crate::paths::{self, Scope};
+use crate::paths::{self, Cwd, Scope};
 use crate::rules::RuleId;
 use crate::words::{Arg, basename, has_flag, option_values, positionals, texts};
 use crate::{Action, CommandContext, Detector, Severity, Verdict, shell};
@@ -184,7 +184,8 @@ impl<'a> Analyzer<'a> {
                 if let Some(dir) =
                     option_values(rest.get(..i).unwrap_or(rest), Some('D'), &["--chdir"]).last()
                 {
-                    sc.cwd = dir.known_text().and_then(|d| paths::resolve(d, scope));
+                    sc.cwd =
+                        Cwd::from_option(dir.known_text().and_then(|d| paths::resolve(d, scope)));
                 }
                 self.inner(tail(rest, i), inv, &sc, depth);
             }
@@ -284,7 +285,7 @@ impl<'a> Analyzer<'a> {
                 };
                 let mut sc = scope.clone();
                 let root = newroot.known_text().and_then(|r| paths::resolve(r, scope));
-                sc.cwd = root.clone();
+                sc.cwd = Cwd::from_option(root.clone());
                 sc.root = root;
                 sc.workspace = None;
                 self.inner(tail(rest, i + 1), inv, &sc, depth);
@@ -454,10 +455,12 @@ impl<'a> Analyzer<'a> {
                     None
                 };
                 if t.starts_with("-C") || t.starts_with("--chdir") {
-                    sc.cwd = value
-                        .as_ref()
-                        .and_then(Arg::known_text)
-                        .and_then(|d| paths::resolve(d, scope));
+                    sc.cwd = Cwd::from_option(
+                        value
+                            .as_ref()
+                            .and_then(Arg::known_text)
+                            .and_then(|d| paths::resolve(d, scope)),
+                    );
                 }
                 if (t.starts_with("-S") || t.starts_with("--split-string"))
                     && let Some(s) = value.as_ref().and_then(Arg::known_text)
@@ -735,8 +738,21 @@ pub(crate) fn is_assignment(t: &str) -> bool {
 
 /// Entry point behind [`Detector::classify`].
 pub(crate) fn classify(det: &Detector, cmd: &CommandContext) -> Verdict {
+    let cwd = Cwd::from_option(Some(paths::normalize(cmd.cwd)).filter(|_| cmd.cwd.is_absolute()));
+    classify_in(det, cmd, cwd)
+}
+
+/// Entry point behind [`Detector::classify_deferring_cwd`]: `None` when the working
+/// directory mattered and the command must be classified again with it.
+pub(crate) fn classify_without_cwd(det: &Detector, cmd: &CommandContext) -> Option<Verdict> {
+    Cwd::reset_deferred_reads();
+    let verdict = classify_in(det, cmd, Cwd::Deferred);
+    (!Cwd::deferred_was_read()).then_some(verdict)
+}
+
+fn classify_in(det: &Detector, cmd: &CommandContext, cwd: Cwd) -> Verdict {
     let scope = Scope {
-        cwd: Some(paths::normalize(cmd.cwd)).filter(|_| cmd.cwd.is_absolute()),
+        cwd,
         workspace: cmd
             .workspace
             .filter(|w| w.is_absolute())

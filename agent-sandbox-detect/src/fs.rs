@@ -339,7 +339,7 @@ mod tests {
 
     fn scope() -> Scope {
         Scope {
-            cwd: Some("/home/dev/repo".into()),
+            cwd: paths::Cwd::Known("/home/dev/repo".into()),
             workspace: Some("/home/dev/repo".into()),
             home: Some("/home/dev".into()),
             root: None,

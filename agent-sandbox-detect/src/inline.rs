@@ -219,7 +219,7 @@ mod tests {
 
     fn scope() -> Scope {
         Scope {
-            cwd: Some("/home/dev/repo".into()),
+            cwd: crate::paths::Cwd::Known("/home/dev/repo".into()),
             workspace: Some("/home/dev/repo".into()),
             home: Some("/home/dev".into()),
             root: None,

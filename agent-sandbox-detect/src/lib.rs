@@ -12,8 +12,9 @@
 //! # Public API
 //! - [`CommandContext`]: what is about to run (argv, cwd, env, workspace, home).
 //! - [`Detector::builtin`] / [`Detector::with_rules`]: build a detector, optionally with
-//!   [`UserRule`]s; [`Detector::classify`] returns a [`Verdict`]; [`Detector::rules`] lists every
-//!   rule as [`RuleInfo`].
+//!   [`UserRule`]s; [`Detector::classify`] returns a [`Verdict`]
+//!   ([`Detector::classify_deferring_cwd`] learns the working directory only when a rule
+//!   needs it); [`Detector::rules`] lists every rule as [`RuleInfo`].
 //! - [`Verdict::exit_code`]: 0 allow, 10 ask, 20 deny (for a CLI or hook wrapper).
 //! - [`DetectError`]: why a set of user rules was refused.
 //!
@@ -270,6 +271,24 @@ impl Detector {
     /// Classifies one command. Never panics; unparseable input is asked, not allowed.
     pub fn classify(&self, cmd: &CommandContext) -> Verdict {
         analyze::classify(self, cmd)
+    }
+
+    /// Classifies one command without reading its working directory unless a rule needs it:
+    /// `cwd` is called at most once, only when the verdict could depend on the directory
+    /// (a relative deletion target, `cd`, `$PWD`...). The verdict is the one
+    /// [`Detector::classify`] gives with `cmd.cwd` set to what `cwd` returns; `cmd.cwd` itself
+    /// is not used. For callers that pay for learning the directory (the sandbox's exec gate
+    /// reads it from `/proc`), most commands never need it.
+    pub fn classify_deferring_cwd(
+        &self,
+        cmd: &CommandContext,
+        cwd: impl FnOnce() -> std::path::PathBuf,
+    ) -> Verdict {
+        if let Some(v) = analyze::classify_without_cwd(self, cmd) {
+            return v;
+        }
+        let dir = cwd();
+        analyze::classify(self, &CommandContext { cwd: &dir, ..*cmd })
     }
 
     /// Every rule, built-in first, then user rules.

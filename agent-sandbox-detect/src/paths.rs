@@ -2,15 +2,77 @@
 //!
 //! Nothing touches the file system: `..` is resolved lexically and symlinks are not followed.
 
+use std::cell::Cell;
 use std::path::{Component, Path, PathBuf};
 
 use crate::words::Arg;
 
+thread_local! {
+    /// Set when an analysis consulted a [`Cwd::Deferred`] working directory.
+    static DEFERRED_CWD_READ: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The working directory as an analysis knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Cwd {
+    /// Known (absolute, normalised).
+    Known(PathBuf),
+    /// Unknown: after `cd $X`, on a remote host, or not given.
+    Unknown,
+    /// The process's real directory, not read yet because reading it costs a system call.
+    /// Every read goes through [`Cwd::get`] or [`Cwd::same`], which record that the
+    /// directory mattered, so that the caller reads it and classifies again: a verdict reached
+    /// without any such read is the verdict for every directory.
+    Deferred,
+}
+
+impl Cwd {
+    /// `Known` for `Some`, `Unknown` for `None`.
+    pub fn from_option(p: Option<PathBuf>) -> Cwd {
+        p.map_or(Cwd::Unknown, Cwd::Known)
+    }
+
+    /// The directory, if known. Reading a deferred one records that it was needed.
+    pub fn get(&self) -> Option<&PathBuf> {
+        match self {
+            Cwd::Known(p) => Some(p),
+            Cwd::Unknown => None,
+            Cwd::Deferred => {
+                DEFERRED_CWD_READ.with(|r| r.set(true));
+                None
+            }
+        }
+    }
+
+    /// Whether two directories are the same. Two deferred ones are (both are the process's);
+    /// a deferred one against another needs the real value, which is recorded as a read.
+    pub fn same(&self, other: &Cwd) -> bool {
+        match (self, other) {
+            (Cwd::Deferred, Cwd::Deferred) => true,
+            (Cwd::Deferred, _) | (_, Cwd::Deferred) => {
+                DEFERRED_CWD_READ.with(|r| r.set(true));
+                false
+            }
+            (a, b) => a == b,
+        }
+    }
+
+    /// Clears the record of deferred reads (before an analysis).
+    pub fn reset_deferred_reads() {
+        DEFERRED_CWD_READ.with(|r| r.set(false));
+    }
+
+    /// Whether a deferred directory was read since the last reset.
+    pub fn deferred_was_read() -> bool {
+        DEFERRED_CWD_READ.with(Cell::get)
+    }
+}
+
 /// Where a command runs, as far as paths are concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Scope {
-    /// Working directory; `None` once unknown (after `cd $X`, or on a remote host).
-    pub cwd: Option<PathBuf>,
+    /// Working directory.
+    pub cwd: Cwd,
     /// The workspace root; `None` on remote hosts and when the caller has none.
     pub workspace: Option<PathBuf>,
     /// Home directory.
@@ -23,7 +85,7 @@ impl Scope {
     /// The scope on another machine or in a container: no workspace, unknown cwd.
     pub fn remote(&self) -> Scope {
         Scope {
-            cwd: None,
+            cwd: Cwd::Unknown,
             workspace: None,
             home: self.home.clone(),
             root: None,
@@ -104,7 +166,7 @@ pub(crate) fn resolve(text: &str, scope: &Scope) -> Option<PathBuf> {
             None => expanded,
         }
     } else {
-        scope.cwd.as_ref()?.join(expanded)
+        scope.cwd.get()?.join(expanded)
     };
     Some(normalize(&abs))
 }
@@ -251,7 +313,7 @@ mod tests {
 
     fn scope() -> Scope {
         Scope {
-            cwd: Some("/home/dev/repo".into()),
+            cwd: Cwd::Known("/home/dev/repo".into()),
             workspace: Some("/home/dev/repo".into()),
             home: Some("/home/dev".into()),
             root: None,
@@ -301,7 +363,7 @@ mod tests {
     fn chroot_and_unknown_cwd() {
         let mut s = scope();
         s.root = Some("/mnt/sys".into());
-        s.cwd = Some("/mnt/sys".into());
+        s.cwd = Cwd::Known("/mnt/sys".into());
         assert_eq!(
             target(&Arg::lit("/usr"), &s),
             Target::Known {
@@ -309,7 +371,7 @@ mod tests {
                 class: Class::Outside
             }
         );
-        s.cwd = None;
+        s.cwd = Cwd::Unknown;
         assert_eq!(target(&Arg::lit("rel"), &s), Target::Unknown);
     }
 

@@ -11,7 +11,7 @@ use brush_parser::word::{Parameter, ParameterExpr, TildeExpr, WordPiece, WordPie
 use brush_parser::{Parser, ParserOptions};
 
 use crate::analyze::{Analyzer, Finding, Inv, is_assignment};
-use crate::paths::{self, Scope};
+use crate::paths::{self, Cwd, Scope};
 use crate::rules::RuleId;
 use crate::words::{Arg, basename};
 
@@ -300,8 +300,8 @@ struct State {
 impl State {
     /// After a branch that may or may not have run: anything it changed becomes unknown.
     fn merge(&mut self, branch: State) {
-        if branch.scope.cwd != self.scope.cwd {
-            self.scope.cwd = None;
+        if !branch.scope.cwd.same(&self.scope.cwd) {
+            self.scope.cwd = Cwd::Unknown;
         }
         for (k, v) in branch.vars {
             if self.vars.get(&k) != Some(&v) {
@@ -638,15 +638,15 @@ impl Walker<'_, '_> {
         match name.as_deref() {
             Some("cd") | Some("pushd") => {
                 let target = rest.iter().find(|a| !a.is_option());
-                st.scope.cwd = match target {
+                st.scope.cwd = Cwd::from_option(match target {
                     None => st.scope.home.clone(),
                     Some(t) if t.known && t.text != "-" => paths::resolve(&t.text, &st.scope),
                     Some(_) => None,
-                };
+                });
                 return None;
             }
             Some("popd") => {
-                st.scope.cwd = None;
+                st.scope.cwd = Cwd::Unknown;
                 return None;
             }
             Some("export") | Some("declare") | Some("typeset") | Some("local")
@@ -775,7 +775,7 @@ impl Walker<'_, '_> {
                         TildeExpr::Home => st.scope.home.clone(),
                         TildeExpr::UserHome(u) if u == "root" => Some(PathBuf::from("/root")),
                         TildeExpr::UserHome(u) => Some(PathBuf::from("/home").join(u)),
-                        TildeExpr::WorkingDir => st.scope.cwd.clone(),
+                        TildeExpr::WorkingDir => st.scope.cwd.get().cloned(),
                         _ => None,
                     };
                     match v {
@@ -797,7 +797,7 @@ impl Walker<'_, '_> {
                         // mktemp creates a fresh entry under the temp directory.
                         out.text.push_str("/tmp/tmp.mktemp");
                     } else if s.trim() == "pwd" {
-                        match &st.scope.cwd {
+                        match st.scope.cwd.get() {
                             Some(c) => out.text.push_str(&c.to_string_lossy()),
                             None => Self::unknown(out, "$(pwd)"),
                         }
@@ -844,11 +844,7 @@ impl Walker<'_, '_> {
         }
         match name.as_str() {
             "PWD" => {
-                return st
-                    .scope
-                    .cwd
-                    .as_ref()
-                    .map(|c| c.to_string_lossy().into_owned());
+                return st.scope.cwd.get().map(|c| c.to_string_lossy().into_owned());
             }
             "OLDPWD" => return None,
             _ => {}

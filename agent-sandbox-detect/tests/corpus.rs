@@ -97,3 +97,78 @@ fn corpus_recall_and_false_positive_rate() {
     assert!(recall >= 0.99, "recall {recall:.4} < 0.99");
     assert!(fpr <= 0.01, "false-positive rate {fpr:.4} > 0.01");
 }
+
+/// The exec gate classifies without reading the working directory unless a rule needs it: for
+/// every corpus line and several directories, that must give exactly the verdict of a plain
+/// classification, and the directory must be asked for only when it can matter.
+#[test]
+fn deferring_the_cwd_never_changes_a_verdict() {
+    let cases = load();
+    let det = Detector::builtin();
+    let env = vec![("HOME".to_string(), "/home/dev".to_string())];
+    let dirs = [
+        "/home/dev/repo",
+        "/home/dev/repo/src",
+        "/home/dev",
+        "/",
+        "/tmp",
+        "/etc",
+    ];
+    let mut asked = 0usize;
+    for c in &cases {
+        for dir in dirs {
+            let ctx = CommandContext {
+                argv: &c.argv,
+                cwd: Path::new(dir),
+                env: &env,
+                workspace: Some(Path::new("/home/dev/repo")),
+                home: Some(Path::new("/home/dev")),
+            };
+            let mut calls = 0;
+            let deferred = det.classify_deferring_cwd(
+                &CommandContext {
+                    cwd: Path::new("/nonexistent-placeholder"),
+                    ..ctx
+                },
+                || {
+                    calls += 1;
+                    dir.into()
+                },
+            );
+            assert!(calls <= 1, "line {}: cwd read {calls} times", c.line);
+            asked += calls;
+            assert_eq!(
+                deferred,
+                det.classify(&ctx),
+                "line {} in {dir}: {}",
+                c.line,
+                c.command
+            );
+        }
+    }
+    let total = cases.len() * dirs.len();
+    println!("the working directory was needed for {asked} of {total} classifications");
+    // Plain commands never need it; relative deletions always do.
+    let plain = |argv: &[&str]| {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let mut needed = false;
+        let ctx = CommandContext {
+            argv: &argv,
+            cwd: Path::new("/"),
+            env: &env,
+            workspace: Some(Path::new("/home/dev/repo")),
+            home: Some(Path::new("/home/dev")),
+        };
+        det.classify_deferring_cwd(&ctx, || {
+            needed = true;
+            "/home/dev/repo".into()
+        });
+        needed
+    };
+    assert!(!plain(&["/bin/true"]));
+    assert!(!plain(&["git", "status"]));
+    assert!(!plain(&["cargo", "build", "--release"]));
+    assert!(plain(&["rm", "-rf", "build"]));
+    assert!(plain(&["bash", "-c", "cd sub && rm -r x"]));
+    assert!(asked > 0 && asked < total);
+}

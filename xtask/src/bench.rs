@@ -405,9 +405,13 @@ fn measure(
                     .join(format!("{name}-{}-rep{rep}.json", leg.name()))
             });
             match run_leg(leg, prepared, ctx, name, stats_file.as_deref()) {
-                Ok(ms) => {
+                Ok((ms, inner)) => {
                     run.raw_ms.entry(leg).or_default().push(ms);
                     line.push_str(&format!(" {} {ms:.1} ms", leg.name()));
+                    if let Some(inner) = inner {
+                        run.inner_ms.entry(leg).or_default().push(inner);
+                        line.push_str(&format!(" (inner {inner:.1})"));
+                    }
                 }
                 Err(err) => {
                     println!("{line}");
@@ -582,14 +586,15 @@ fn check_protected(ctx: &Context, name: &str) -> Result<u64> {
     Ok(with_rule)
 }
 
-/// Runs one leg once and returns its wall-clock time in milliseconds.
+/// Runs one leg once and returns its wall-clock time in milliseconds, and the time the
+/// workload measured itself when it does ([`Prepared::inner_timing`]).
 fn run_leg(
     leg: Leg,
     prepared: &Prepared,
     ctx: &Context,
     name: &str,
     stats_file: Option<&Path>,
-) -> Result<f64> {
+) -> Result<(f64, Option<f64>)> {
     prepared.reset()?;
     if let Some(file) = stats_file {
         // a file left by an earlier run must not pass for this one's statistics
@@ -603,7 +608,22 @@ fn run_leg(
     }
     let argv = leg_argv(leg, &prepared.argv, ctx, stats_file)?;
     let stderr_log = ctx.logs_dir.join(format!("{name}-{}.stderr", leg.name()));
-    timed_run(&argv, leg_cwd(leg, prepared, ctx), prepared, &stderr_log)
+    let wall = timed_run(&argv, leg_cwd(leg, prepared, ctx), prepared, &stderr_log)?;
+    let inner = match &prepared.inner_timing {
+        Some(file) => {
+            let text = fs::read_to_string(file).with_context(|| {
+                format!(
+                    "the workload did not leave its own timing in {}",
+                    file.display()
+                )
+            })?;
+            Some(text.trim().parse::<f64>().with_context(|| {
+                format!("{}: `{}` is not a time in ms", file.display(), text.trim())
+            })?)
+        }
+        None => None,
+    };
+    Ok((wall, inner))
 }
 
 /// Where `leg` starts the workload: the protected leg in its policy's workspace (unless the

@@ -49,19 +49,29 @@ int main(int argc, char **argv) {
 }
 "#;
 
-const FORKEXEC_C: &str = r#"/* cargo xtask bench, workload "forkexec": N fork+execv+waitpid of a program. */
+const FORKEXEC_C: &str = r#"/* cargo xtask bench, workload "forkexec": N fork+execv+waitpid of a program.
+   With TIMING_FILE, the loop's own time in milliseconds is written there: the per-exec cost
+   without the session's start and end. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s PROGRAM COUNT\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s PROGRAM COUNT [TIMING_FILE]\n", argv[0]);
         return 2;
     }
     long count = strtol(argv[2], NULL, 10);
     char *child_argv[] = {argv[1], NULL};
+    double start = now_ms();
     for (long i = 0; i < count; i++) {
         pid_t pid = fork();
         if (pid < 0) {
@@ -80,6 +90,14 @@ int main(int argc, char **argv) {
         }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             fprintf(stderr, "%s failed (wait status %d)\n", argv[1], status);
+            return 1;
+        }
+    }
+    double elapsed = now_ms() - start;
+    if (argc == 4) {
+        FILE *f = fopen(argv[3], "w");
+        if (f == NULL || fprintf(f, "%.3f\n", elapsed) < 0 || fclose(f) != 0) {
+            perror(argv[3]);
             return 1;
         }
     }
@@ -107,6 +125,9 @@ pub struct Prepared {
     pub cwd_matters: bool,
     /// Bytes the run reads, for a throughput (the scan tree).
     pub input_bytes: Option<u64>,
+    /// A file the workload writes its own measured time to, in milliseconds (forkexec: its
+    /// loop, without the session's start and end). Removed before every run.
+    pub inner_timing: Option<PathBuf>,
 }
 
 impl Default for Prepared {
@@ -121,6 +142,7 @@ impl Default for Prepared {
             success_codes: vec![0],
             cwd_matters: false,
             input_bytes: None,
+            inner_timing: None,
         }
     }
 }
@@ -138,6 +160,16 @@ impl Prepared {
     /// Deletes what a run leaves behind (the build's target directory): before every run,
     /// outside the timed region, and after the last.
     pub fn reset(&self) -> Result<()> {
+        if let Some(file) = &self.inner_timing {
+            match fs::remove_file(file) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("failed to delete {}", file.display()));
+                }
+            }
+        }
         if let Some(dir) = &self.fresh_dir {
             match fs::remove_dir_all(dir) {
                 Ok(()) => {}
@@ -184,14 +216,17 @@ pub fn prepare(workload: Workload, bench_dir: &Path, opts: &PrepareOptions) -> R
             if !true_bin.exists() {
                 bail!("{} does not exist", true_bin.display());
             }
+            let timing = bench_dir.join("forkexec-loop.ms");
             Ok(Prepared {
                 description: format!("{FORKEXEC_ITERATIONS} fork+execv+waitpid of /bin/true"),
                 argv: vec![
                     bin.into(),
                     true_bin.into(),
                     FORKEXEC_ITERATIONS.to_string().into(),
+                    timing.clone().into(),
                 ],
                 cwd: Some(ws.clone()),
+                inner_timing: Some(timing),
                 ..Prepared::default()
             })
         }
