@@ -11,6 +11,13 @@ fn main() -> anyhow::Result<()> {
         .context("agent-sandbox has no parent directory")?
         .join("agent-sandbox-ebpf");
     let root = root.to_str().context("non-UTF-8 workspace path")?;
+    // aya-build watches the eBPF crate only; the types it shares with this crate live in
+    // agent-sandbox-common, and a change there must rebuild both sides or their layouts differ.
+    let common = manifest
+        .parent()
+        .context("agent-sandbox has no parent directory")?
+        .join("agent-sandbox-common");
+    println!("cargo:rerun-if-changed={}", common.display());
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "agent-sandbox-ebpf",

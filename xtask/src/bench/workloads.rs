@@ -24,18 +24,49 @@ const RIPGREP_URL: &str = "https://static.crates.io/crates/ripgrep/ripgrep-14.1.
 /// The crate's checksum as published in the crates.io index.
 const RIPGREP_SHA256: &str = "f77b8032dc584527975f34aa5a897d0ef5a785573fda778771a614ff9da501d9";
 
-const OPEN_C: &str = r#"/* cargo xtask bench, workload "open": N openat+close of one file. */
+/// The C workloads' own clock: with a TIMING_FILE argument they write the time of their loop
+/// there ([`Prepared::inner_timing`]), without the session's start and end.
+macro_rules! timing_c {
+    () => {
+        r#"#include <stdio.h>
+#include <time.h>
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* Writes the loop's time in ms to `file` (when given); 0 on success. */
+static int write_timing(const char *file, double ms) {
+    if (file == NULL) {
+        return 0;
+    }
+    FILE *f = fopen(file, "w");
+    if (f == NULL || fprintf(f, "%.3f\n", ms) < 0 || fclose(f) != 0) {
+        perror(file);
+        return 1;
+    }
+    return 0;
+}
+"#
+    };
+}
+
+const OPEN_C: &str = concat!(
+    timing_c!(),
+    r#"/* cargo xtask bench, workload "open": N openat+close of one file. */
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s FILE COUNT\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s FILE COUNT [TIMING_FILE]\n", argv[0]);
         return 2;
     }
     long count = strtol(argv[2], NULL, 10);
+    double start = now_ms();
     for (long i = 0; i < count; i++) {
         /* glibc's open() is the openat syscall */
         int fd = open(argv[1], O_RDONLY | O_CLOEXEC);
@@ -45,24 +76,17 @@ int main(int argc, char **argv) {
         }
         close(fd);
     }
-    return 0;
+    return write_timing(argc == 4 ? argv[3] : NULL, now_ms() - start);
 }
-"#;
+"#
+);
 
-const FORKEXEC_C: &str = r#"/* cargo xtask bench, workload "forkexec": N fork+execv+waitpid of a program.
-   With TIMING_FILE, the loop's own time in milliseconds is written there: the per-exec cost
-   without the session's start and end. */
-#include <stdio.h>
+const FORKEXEC_C: &str = concat!(
+    timing_c!(),
+    r#"/* cargo xtask bench, workload "forkexec": N fork+execv+waitpid of a program. */
 #include <stdlib.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 int main(int argc, char **argv) {
     if (argc != 3 && argc != 4) {
@@ -93,17 +117,10 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    double elapsed = now_ms() - start;
-    if (argc == 4) {
-        FILE *f = fopen(argv[3], "w");
-        if (f == NULL || fprintf(f, "%.3f\n", elapsed) < 0 || fclose(f) != 0) {
-            perror(argv[3]);
-            return 1;
-        }
-    }
-    return 0;
+    return write_timing(argc == 4 ? argv[3] : NULL, now_ms() - start);
 }
-"#;
+"#
+);
 
 /// A workload ready to be timed.
 #[derive(Debug)]
@@ -199,14 +216,17 @@ pub fn prepare(workload: Workload, bench_dir: &Path, opts: &PrepareOptions) -> R
             let target = bench_dir.join("open-target.txt");
             fs::write(&target, "opened and closed by the open benchmark\n")
                 .with_context(|| format!("failed to write {}", target.display()))?;
+            let timing = bench_dir.join("open-loop.ms");
             Ok(Prepared {
                 description: format!("{OPEN_ITERATIONS} openat+close of one file"),
                 argv: vec![
                     bin.into(),
                     target.into(),
                     OPEN_ITERATIONS.to_string().into(),
+                    timing.clone().into(),
                 ],
                 cwd: Some(ws.clone()),
+                inner_timing: Some(timing),
                 ..Prepared::default()
             })
         }
