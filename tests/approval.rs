@@ -615,63 +615,6 @@ fn psql_drop_table_and_dropdb_against_a_real_server_are_held() {
     );
 }
 
-/// A tmux session of the test's own, killed (by name) when dropped.
-struct Tmux(String);
-
-impl Tmux {
-    fn start(name: &str, cmd: &str) -> Tmux {
-        let st = Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-x",
-                "160",
-                "-y",
-                "50",
-                "-s",
-                name,
-                cmd,
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "tmux new-session");
-        Tmux(name.to_string())
-    }
-
-    fn screen(&self) -> String {
-        let o = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.0])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let st = Command::new("tmux")
-            .args(["send-keys", "-t", &self.0])
-            .args(keys)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-
-    fn wait_for(&self, what: &str) {
-        assert!(
-            wait_until(Duration::from_secs(20), || self.screen().contains(what)),
-            "the TUI never showed {what:?}; screen:\n{}",
-            self.screen()
-        );
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .status();
-    }
-}
-
 #[test]
 fn the_tui_in_a_real_terminal_allows_denies_allows_for_the_session_and_freezes() {
     let se = Session::new("gate-tui", "");

@@ -673,3 +673,144 @@ ports = [{a}]
         "{events:?}"
     );
 }
+
+/// The trust prompt in a real terminal (a tmux pane): a new repository policy is shown whole
+/// and nothing runs until the human types `y`; a changed one is shown as a diff against the
+/// trusted version, and `n` runs nothing.
+#[test]
+fn the_trust_prompt_shows_the_policy_or_its_diff_and_asks() {
+    require_root();
+    let ws = Workspace::new("trust-tty", "[approval]\ntimeout_secs = 120\n");
+    let script = script_file(&ws.scratch.dir, "touch ran\n");
+    let cmd = format!(
+        "cd {dir} && {BIN} run --user nobody --state-dir {state} -- /bin/bash {script}; \
+         echo exit=$?; sleep 600",
+        dir = shell_quote(ws.scratch.dir.to_str().unwrap()),
+        state = shell_quote(ws.state.to_str().unwrap()),
+        script = shell_quote(script.to_str().unwrap()),
+    );
+    let name = |n| format!("trust-{}-{n}", std::process::id());
+
+    let t = Tmux::start(&name(1), &cmd);
+    t.wait_for("Trust this policy for runs in this repository? [y/N]");
+    let screen = t.screen();
+    assert!(screen.contains("never trusted"), "{screen}");
+    assert!(
+        screen.contains("timeout_secs = 120"),
+        "the policy is shown:\n{screen}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!ws.path("ran").exists(), "ran before the human answered");
+    t.keys(&["y", "Enter"]);
+    t.wait_for("exit=0");
+    assert!(ws.path("ran").exists(), "{}", t.screen());
+    drop(t);
+
+    fs::remove_file(ws.path("ran")).unwrap();
+    fs::write(ws.path("policy.toml"), "[approval]\ntimeout_secs = 60\n").unwrap();
+    let t = Tmux::start(&name(2), &cmd);
+    t.wait_for("[y/N]");
+    let screen = t.screen();
+    assert!(
+        screen.contains("changed since it was last trusted"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("-timeout_secs = 120") && screen.contains("+timeout_secs = 60"),
+        "the change is shown as a diff:\n{screen}"
+    );
+    t.keys(&["n", "Enter"]);
+    t.wait_for("exit=125");
+    assert!(t.screen().contains("was not trusted"), "{}", t.screen());
+    assert!(!ws.path("ran").exists(), "ran although the human said no");
+}
+
+/// A wildcard rule covers the names under it that the supervisor resolves. The names come
+/// from a hosts file of the test's own, bind-mounted over /etc/hosts in a private mount
+/// namespace (the machine's file is untouched). `db.prod.test` is named by an exact rule, so
+/// the supervisor resolves it, and the wildcard's port is then refused for its address too,
+/// by name and by IP; another port of the same address still works.
+#[test]
+fn a_wildcard_rule_covers_the_resolved_names_under_it() {
+    require_root();
+    let wild = Counter::tcp("127.0.0.7");
+    let admin = Counter::tcp("127.0.0.7");
+    let open = Counter::tcp("127.0.0.7");
+    let policy = format!(
+        r#"
+[[network.deny]]
+id = "prod-wild"
+why = "every production host"
+hosts = ["*.prod.test"]
+ports = [{w}]
+
+[[network.deny]]
+id = "prod-db-admin"
+hosts = ["db.prod.test"]
+ports = [{a}]
+"#,
+        w = wild.port,
+        a = admin.port
+    );
+    let ws = Workspace::new("wildcard", &policy);
+    let hosts = ws.path("hosts");
+    fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.7 db.prod.test\n").unwrap();
+    let ev = ws.path("events.jsonl");
+    let (w, a, o) = (wild.port, admin.port, open.port);
+    let script = script_file(
+        &ws.scratch.dir,
+        &format!(
+            r#"
+try() {{ name=$1; shift; if "$@" >/dev/null 2>&1; then echo "REACHED $name"; else echo "BLOCKED $name"; fi; }}
+tcp() {{ timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2"; }}
+try wild-name  tcp db.prod.test {w}
+try wild-ip    tcp 127.0.0.7 {w}
+try admin-name tcp db.prod.test {a}
+try open-name  tcp db.prod.test {o}
+"#
+        ),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+    ])
+    .arg(&hosts)
+    .arg(BIN)
+    .args(["run", "--user", "nobody", "--trust-policy", "--state-dir"])
+    .arg(&ws.state)
+    .arg("--events")
+    .arg(&ev)
+    .args(["--", "/bin/bash"])
+    .arg(&script)
+    .current_dir(&ws.scratch.dir);
+    let out = run_with_deadline(cmd, LONG);
+    let so = stdout(&out);
+    assert!(out.status.success(), "{so}\n{}", stderr(&out));
+    for name in ["wild-name", "wild-ip", "admin-name"] {
+        assert!(
+            so.contains(&format!("BLOCKED {name}\n")),
+            "{name}:\n{so}\n{}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        so.contains("REACHED open-name\n"),
+        "name resolution works: {so}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(wild.count(), 0, "the wildcard's port was reached");
+    assert_eq!(admin.count(), 0, "the exact rule's port was reached");
+    assert!(open.count() >= 1);
+    let events = read_events(&ev);
+    let refused = of_kind(&events, "net_refused");
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["fields"]["rule"] == "prod-wild" && e["fields"]["port"] == w),
+        "{refused:?}"
+    );
+}

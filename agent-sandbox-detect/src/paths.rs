@@ -293,6 +293,9 @@ pub(crate) fn is_disk_device(text: &str) -> bool {
     !(harmless.contains(&dev)
         || dev.starts_with("fd/")
         || dev.starts_with("pts/")
+        // bash's network redirections (`> /dev/tcp/host/port`), not files at all
+        || dev.starts_with("tcp/")
+        || dev.starts_with("udp/")
         || dev.starts_with("shm/")
         || dev.starts_with("tty")
         || dev.starts_with("mqueue"))
@@ -381,6 +384,8 @@ mod tests {
         assert!(is_disk_device("/dev/nvme0n1"));
         assert!(!is_disk_device("/dev/null"));
         assert!(!is_disk_device("/dev/fd/1"));
+        assert!(!is_disk_device("/dev/tcp/db.prod.test/5432"));
+        assert!(!is_disk_device("/dev/udp/127.0.0.1/53"));
         assert!(!is_disk_device("disk.img"));
     }
 }

@@ -295,3 +295,60 @@ impl Drop for Supervisors {
         }
     }
 }
+
+/// A tmux session of the test's own (a real terminal), killed (by name) when dropped.
+pub struct Tmux(pub String);
+
+impl Tmux {
+    pub fn start(name: &str, cmd: &str) -> Tmux {
+        let st = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-x",
+                "160",
+                "-y",
+                "50",
+                "-s",
+                name,
+                cmd,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "tmux new-session");
+        Tmux(name.to_string())
+    }
+
+    pub fn screen(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn keys(&self, keys: &[&str]) {
+        let st = Command::new("tmux")
+            .args(["send-keys", "-t", &self.0])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    pub fn wait_for(&self, what: &str) {
+        assert!(
+            wait_until(Duration::from_secs(20), || self.screen().contains(what)),
+            "the terminal never showed {what:?}; screen:\n{}",
+            self.screen()
+        );
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
