@@ -227,6 +227,11 @@ pub struct Report {
     pub connections: Vec<Connection>,
     /// Connections refused by policy.
     pub connections_refused: Vec<Refusal>,
+    /// What the sandbox refused to protect itself and the machine: execs and path calls the
+    /// gate refused (`gate_refused`), signals and ptrace attaches that failed (`signal`),
+    /// path calls the kernel refused with EACCES/EPERM (`denied`), and peers from inside the
+    /// session at the approval socket (`approval_refused`).
+    pub sandbox_refused: Vec<Refusal>,
     /// Every hold with its decision, in order of the holds.
     pub holds: Vec<HoldEntry>,
     /// Freezes and thaws.
@@ -570,6 +575,51 @@ impl Builder {
                 Self::push_bounded(&mut self.report.policy_trust, &mut self.omitted, p);
                 true
             }
+            "gate_refused" | "approval_refused" | "denied" => {
+                let merged = with_fields(m, fields);
+                let m = &merged;
+                let target = match kind {
+                    "gate_refused" => {
+                        let action = str_field(m, "action").unwrap_or("call");
+                        let what = m
+                            .get("command")
+                            .and_then(Value::as_array)
+                            .filter(|a| !a.is_empty())
+                            .or_else(|| m.get("paths").and_then(Value::as_array))
+                            .map_or_else(|| "?".to_string(), |a| join_argv(a));
+                        format!("{action} {what}")
+                    }
+                    "approval_refused" => "the approval socket".to_string(),
+                    _ => format!(
+                        "{} {} ({})",
+                        str_field(m, "syscall").unwrap_or("call"),
+                        str_field(m, "path").unwrap_or("?"),
+                        str_field(m, "errno").unwrap_or("refused")
+                    ),
+                };
+                self.sandbox_refusal(line, time, kind, m, target);
+                true
+            }
+            "signal" => {
+                let merged = with_fields(m, fields);
+                let m = &merged;
+                // Only failed attempts are refusals; a delivered signal is just counted.
+                if let Some(errno) = str_field(m, "errno") {
+                    let what = str_field(m, "signal")
+                        .or_else(|| str_field(m, "request"))
+                        .unwrap_or("?");
+                    let to = u64_field(m, "target_pid")
+                        .map(|p| format!("pid {p}"))
+                        .or_else(|| u64_field(m, "pidfd").map(|f| format!("pidfd {f}")))
+                        .unwrap_or_else(|| "?".to_string());
+                    let target = format!(
+                        "{} {what} to {to} ({errno})",
+                        str_field(m, "syscall").unwrap_or("kill")
+                    );
+                    self.sandbox_refusal(line, time, kind, m, target);
+                }
+                true
+            }
             // Recorded by the event stream; nothing to summarise beyond the count.
             "fork" | "exit" | "exec_result" => true,
             _ => false,
@@ -584,6 +634,26 @@ impl Builder {
         } else {
             self.report.totals.unknown_kinds += 1;
         }
+    }
+
+    /// A refusal of the sandbox's own (see [`Report::sandbox_refused`]): listed and put on
+    /// the timeline.
+    fn sandbox_refusal(
+        &mut self,
+        line: u64,
+        time: Option<String>,
+        kind: &str,
+        m: &Map<String, Value>,
+        target: String,
+    ) {
+        let r = self.refusal(line, time.clone(), m, target);
+        let rule = r
+            .rule
+            .as_deref()
+            .map(|rule| format!(" by rule {rule}"))
+            .unwrap_or_default();
+        self.timeline(line, time, kind, format!("{} refused{rule}", r.target));
+        Self::push_bounded(&mut self.report.sandbox_refused, &mut self.omitted, r);
     }
 
     fn refusal(
@@ -1097,6 +1167,13 @@ pub fn render_text(report: &Report) -> String {
         report.connections_refused.len()
     );
     rows(&mut out, &report.connections_refused, refusal);
+
+    let _ = writeln!(
+        out,
+        "\nRefused by the sandbox (gate, signals, path calls, approval socket) ({})",
+        report.sandbox_refused.len()
+    );
+    rows(&mut out, &report.sandbox_refused, refusal);
 
     let _ = writeln!(out, "\nHolds ({})", report.holds.len());
     rows(&mut out, &report.holds, |h| {

@@ -176,3 +176,39 @@ fn damaged_and_foreign_lines_are_counted_not_fatal() {
     assert_eq!(r.totals.by_kind.get("exec"), Some(&11));
     assert!(r.commands.iter().any(|c| c.program == "?"));
 }
+
+/// The records of the sandbox's own refusals (the gate, failed signals and ptrace, path calls
+/// the kernel refused, peers at the approval socket) are listed and on the timeline, not
+/// counted as unknown kinds; a signal that was delivered is only counted.
+#[test]
+fn the_sandboxs_own_refusals_are_listed() {
+    let lines = [
+        r#"{"kind":"gate_refused","time":"2026-11-21T10:00:00Z","pid":41,"fields":{"action":"exec","command":["python3","-c","bpf()"],"rule":"sandbox.kernel","why":"loads eBPF"}}"#,
+        r#"{"kind":"signal","time":"2026-11-21T10:00:01Z","pid":42,"comm":"kill","fields":{"syscall":"kill","signal":"SIGKILL","target_pid":7,"ret":-1,"errno":"EPERM"}}"#,
+        r#"{"kind":"signal","time":"2026-11-21T10:00:02Z","pid":42,"comm":"kill","fields":{"syscall":"kill","signal":"SIGTERM","target_pid":43,"ret":0}}"#,
+        r#"{"kind":"denied","time":"2026-11-21T10:00:03Z","pid":44,"comm":"truncate","fields":{"syscall":"truncate","path":"/state/audit.jsonl","ret":-13,"errno":"EACCES"}}"#,
+        r#"{"kind":"approval_refused","time":"2026-11-21T10:00:04Z","pid":45,"fields":{"why":"a process inside the sandbox connected to the approval socket"}}"#,
+    ];
+    let r = Report::from_reader(lines.join("\n").as_bytes()).unwrap();
+    assert_eq!(r.totals.unknown_kinds, 0);
+    let targets: Vec<&str> = r
+        .sandbox_refused
+        .iter()
+        .map(|x| x.target.as_str())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "exec python3 -c bpf()",
+            "kill SIGKILL to pid 7 (EPERM)",
+            "truncate /state/audit.jsonl (EACCES)",
+            "the approval socket",
+        ]
+    );
+    assert_eq!(r.sandbox_refused[0].rule.as_deref(), Some("sandbox.kernel"));
+    assert_eq!(r.timeline.len(), 4);
+    assert!(
+        render_text(&r)
+            .contains("Refused by the sandbox (gate, signals, path calls, approval socket) (4)")
+    );
+}
