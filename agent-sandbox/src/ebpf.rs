@@ -218,6 +218,82 @@ fn take_lpm<K: aya::Pod>(
     LpmTrie::try_from(map).map_err(|e| EbpfError::Map(name, e.to_string()))
 }
 
+/// How one program of the object is attached.
+#[derive(Clone, Copy)]
+enum Job {
+    /// A cgroup sock_addr program, on the session cgroup.
+    Sock(&'static str),
+    /// A raw tracepoint: (program, tracepoint).
+    Raw(&'static str, &'static str),
+    /// A classic tracepoint: (program, category, tracepoint).
+    Tp(&'static str, &'static str, &'static str),
+}
+
+impl Job {
+    /// The job for the program named `name`, `None` for a program the supervisor does not
+    /// attach.
+    fn of(name: &str) -> Option<Job> {
+        if let Some(&p) = SOCK_PROGRAMS.iter().find(|&&p| p == name) {
+            return Some(Job::Sock(p));
+        }
+        if let Some(&(p, t)) = RAW_PROBES.iter().find(|(p, _)| *p == name) {
+            return Some(Job::Raw(p, t));
+        }
+        PROBES
+            .iter()
+            .find(|(p, _, _)| *p == name)
+            .map(|&(p, c, t)| Job::Tp(p, c, t))
+    }
+
+    /// (program, category, tracepoint), for errors.
+    fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Job::Sock(p) => (p, "cgroup_sock_addr", p),
+            Job::Raw(p, t) => (p, "raw_tracepoint", t),
+            Job::Tp(p, c, t) => (p, c, t),
+        }
+    }
+
+    /// Loads and attaches `prog`.
+    fn run(
+        self,
+        prog: &mut aya::programs::Program,
+        cgroup_dir: BorrowedFd<'_>,
+    ) -> Result<Link, EbpfError> {
+        let (program, category, tracepoint) = self.names();
+        let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
+            program,
+            category,
+            tracepoint,
+            source,
+        };
+        let wrong = |e: aya::programs::ProgramError| err(Box::new(e));
+        match self {
+            Job::Sock(_) => {
+                let prog: &mut CgroupSockAddr = prog.try_into().map_err(wrong)?;
+                prog.load().map_err(wrong)?;
+                let id = prog
+                    .attach(cgroup_dir, CgroupAttachMode::Single)
+                    .map_err(wrong)?;
+                let link = prog.take_link(id).map_err(wrong)?;
+                own_link(link).map_err(err)
+            }
+            Job::Raw(_, t) => {
+                let prog: &mut RawTracePoint = prog.try_into().map_err(wrong)?;
+                prog.load().map_err(wrong)?;
+                let id = prog.attach(t).map_err(wrong)?;
+                Ok(Link::Raw(prog.take_link(id).map_err(wrong)?))
+            }
+            Job::Tp(_, c, t) => {
+                let prog: &mut TracePoint = prog.try_into().map_err(wrong)?;
+                prog.load().map_err(wrong)?;
+                let id = prog.attach(c, t).map_err(wrong)?;
+                Ok(Link::Tp(prog.take_link(id).map_err(wrong)?))
+            }
+        }
+    }
+}
+
 impl Observer {
     /// Loads the probes, points them at the session cgroup and attaches them.
     ///
@@ -274,59 +350,49 @@ impl Observer {
             v6: take_lpm(&mut ebpf, "NET6")?,
         };
         net_maps.apply(net.v4, net.v6)?;
-        for &program in SOCK_PROGRAMS {
-            let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
-                program,
-                category: "cgroup_sock_addr",
-                tracepoint: program,
-                source,
-            };
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(program)
-                .ok_or_else(|| err("missing from the object".into()))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| err(Box::new(e)))?;
-            prog.load().map_err(|e| err(Box::new(e)))?;
-            let id = prog
-                .attach(net.cgroup_dir, CgroupAttachMode::Single)
-                .map_err(|e| err(Box::new(e)))?;
-            let link = prog.take_link(id).map_err(|e| err(Box::new(e)))?;
-            links.push(own_link(link).map_err(err)?);
+        // Each program is loaded (the verifier: ~35 ms of CPU for the whole set) and attached
+        // (each attach waits for the kernel to patch and synchronise its hook) on a thread of
+        // its own: done one after another they were most of a session's start.
+        let cgroup_dir = net.cgroup_dir;
+        let wanted = SOCK_PROGRAMS
+            .iter()
+            .map(|&p| Job::Sock(p))
+            .chain(RAW_PROBES.iter().map(|&(p, t)| Job::Raw(p, t)))
+            .chain(PROBES.iter().map(|&(p, c, t)| Job::Tp(p, c, t)));
+        for job in wanted {
+            let (program, category, tracepoint) = job.names();
+            if ebpf.program(program).is_none() {
+                return Err(EbpfError::Program {
+                    program,
+                    category,
+                    tracepoint,
+                    source: "missing from the object".into(),
+                });
+            }
         }
-
-        for &(program, tracepoint) in RAW_PROBES {
-            let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
-                program,
-                category: "raw_tracepoint",
-                tracepoint,
-                source,
-            };
-            let prog: &mut RawTracePoint = ebpf
-                .program_mut(program)
-                .ok_or_else(|| err("missing from the object".into()))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| err(Box::new(e)))?;
-            prog.load().map_err(|e| err(Box::new(e)))?;
-            let id = prog.attach(tracepoint).map_err(|e| err(Box::new(e)))?;
-            links.push(Link::Raw(prog.take_link(id).map_err(|e| err(Box::new(e)))?));
-        }
-        for &(program, category, tracepoint) in PROBES {
-            let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
-                program,
-                category,
-                tracepoint,
-                source,
-            };
-            let prog: &mut TracePoint = ebpf
-                .program_mut(program)
-                .ok_or_else(|| err("missing from the object".into()))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| err(Box::new(e)))?;
-            prog.load().map_err(|e| err(Box::new(e)))?;
-            let id = prog
-                .attach(category, tracepoint)
-                .map_err(|e| err(Box::new(e)))?;
-            links.push(Link::Tp(prog.take_link(id).map_err(|e| err(Box::new(e)))?));
+        let results: Vec<Result<Link, EbpfError>> = std::thread::scope(|s| {
+            let jobs: Vec<_> = ebpf
+                .programs_mut()
+                .filter_map(|(name, prog)| {
+                    let job = Job::of(name)?;
+                    Some(s.spawn(move || job.run(prog, cgroup_dir)))
+                })
+                .collect();
+            jobs.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EbpfError::Program {
+                            program: "?",
+                            category: "?",
+                            tracepoint: "?",
+                            source: "the loading thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            links.push(r?);
         }
         Ok(Self {
             ebpf,
