@@ -218,7 +218,7 @@ impl Watch {
                 filename,
                 ret: Some(0),
                 ..
-            } => setid(ev.pid, filename).map(|s| {
+            } => setid(ev.pid, ev.uid, filename).map(|s| {
                 let mut fields = Map::new();
                 fields.insert("setid".into(), s);
                 Assessment {
@@ -400,9 +400,13 @@ impl Watch {
 }
 
 /// Facts about the exec of a set-user-id or set-group-id file by `pid` (`filename` as passed
-/// to exec): `None` for any other file. Read right after the exec returned; fields the process
-/// no longer shows (it exited) are `null`.
-pub fn setid(pid: u32, filename: &str) -> Option<Value> {
+/// to exec, `uid` the real uid the exec was recorded with): `None` for any other file. Read
+/// from `/proc/PID/status` right after the exec returned (`"from": "proc"`). A process that
+/// already exited shows nothing there; then what the session guarantees is reported
+/// (`"from": "no_new_privs"`): every process of the tree has `no_new_privs`, set before the
+/// first exec and never cleared, so the kernel ignored the set-id bits and the effective uid
+/// stayed the real one.
+pub fn setid(pid: u32, uid: u32, filename: &str) -> Option<Value> {
     let meta = std::fs::metadata(format!("/proc/{pid}/exe"))
         .ok()
         .or_else(|| {
@@ -443,7 +447,21 @@ pub fn setid(pid: u32, filename: &str) -> Option<Value> {
         (Some(ru), Some(eu), Some(rg), Some(eg)) => json!(ru != eu || rg != eg),
         _ => Value::Null,
     };
+    if status.is_none() {
+        return Some(json!({
+            "setuid": mode & 0o4000 != 0,
+            "setgid": mode & 0o2000 != 0,
+            "file_uid": meta.uid(),
+            "file_gid": meta.gid(),
+            "euid": uid,
+            "egid": Value::Null,
+            "no_new_privs": true,
+            "privilege_gained": false,
+            "from": "no_new_privs",
+        }));
+    }
     Some(json!({
+        "from": "proc",
         "setuid": mode & 0o4000 != 0,
         "setgid": mode & 0o2000 != 0,
         "file_uid": meta.uid(),
@@ -668,18 +686,21 @@ mod tests {
     #[test]
     fn setid_reports_set_id_files_only() {
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(setid(std::process::id(), "/proc/self/exe"), None);
+        assert_eq!(setid(std::process::id(), 0, "/proc/self/exe"), None);
         let f = std::env::temp_dir().join(format!("tamper-setid-{}", std::process::id()));
         std::fs::write(&f, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o6755)).unwrap();
-        // No process has this pid: the file named is what is looked at.
-        let v = setid(u32::MAX - 3, f.to_str().unwrap()).expect("a set-id file is reported");
+        // No process has this pid: the file named is what is looked at, and the session's
+        // no_new_privs is what the privileges are known from.
+        let v = setid(u32::MAX - 3, 1234, f.to_str().unwrap()).expect("a set-id file is reported");
         let _ = std::fs::remove_file(&f);
         assert_eq!((&v["setuid"], &v["setgid"]), (&json!(true), &json!(true)));
         // SAFETY: getuid has no preconditions.
         assert_eq!(v["file_uid"], json!(unsafe { libc::getuid() }));
-        assert_eq!(v["euid"], Value::Null);
-        assert_eq!(v["privilege_gained"], Value::Null);
-        assert_eq!(setid(u32::MAX - 3, "relative/name"), None);
+        assert_eq!(v["euid"], json!(1234));
+        assert_eq!(v["no_new_privs"], json!(true));
+        assert_eq!(v["privilege_gained"], json!(false));
+        assert_eq!(v["from"], json!("no_new_privs"));
+        assert_eq!(setid(u32::MAX - 3, 0, "relative/name"), None);
     }
 }
