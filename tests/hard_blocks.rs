@@ -814,3 +814,69 @@ try open-name  tcp db.prod.test {o}
         "{refused:?}"
     );
 }
+
+/// A DNS server that never answers does not hold the session's start: the names are looked
+/// up in parallel, the start waits a bounded time, the unanswered name is reported and the
+/// agent runs. The resolver is the test's own (a silent UDP socket on 127.0.0.77:53 named by a
+/// resolv.conf bind-mounted in a private mount namespace; /etc/hosts knows neither name).
+#[test]
+fn a_silent_dns_server_is_reported_and_does_not_hold_the_start() {
+    require_root();
+    let silent = UdpSocket::bind("127.0.0.77:53").expect("bind 127.0.0.77:53 for the silent DNS");
+    let policy = r#"
+[[network.deny]]
+id = "prod-a"
+hosts = ["a.silent.test"]
+
+[[network.deny]]
+id = "prod-b"
+hosts = ["b.silent.test"]
+"#;
+    let ws = Workspace::new("silent-dns", policy);
+    let resolv = ws.path("resolv.conf");
+    fs::write(
+        &resolv,
+        "nameserver 127.0.0.77\noptions timeout:5 attempts:2\n",
+    )
+    .unwrap();
+    let hosts = ws.path("hosts");
+    fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let script = script_file(&ws.scratch.dir, "touch ran\n");
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/resolv.conf && mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"",
+    ])
+    .arg(&resolv)
+    .arg(&hosts)
+    .arg(BIN)
+    .args(["run", "--user", "nobody", "--trust-policy", "--state-dir"])
+    .arg(&ws.state)
+    .args(["--", "/bin/bash"])
+    .arg(&script)
+    .current_dir(&ws.scratch.dir);
+    let out = run_with_deadline(cmd, LONG);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(ws.path("ran").exists(), "the agent did not run:\n{err}");
+    for (rule, host) in [("prod-a", "a.silent.test"), ("prod-b", "b.silent.test")] {
+        assert!(
+            err.contains(&format!(
+                "network rule {rule}: {host} did not resolve (no answer within 3000 ms)"
+            )),
+            "{err}"
+        );
+    }
+    // The resolver really was asked (and kept silent).
+    let mut buf = [0u8; 512];
+    silent
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    assert!(
+        silent.recv(&mut buf).is_ok(),
+        "no DNS query reached the silent server"
+    );
+}

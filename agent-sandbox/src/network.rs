@@ -18,6 +18,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs as _};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use agent_sandbox_common::{
     NET_ACTION_ALLOW, NET_ACTION_DENY, NET_PORT_SLOTS, NET_PROTO_TCP, NET_PROTO_UDP, NetPortRule,
@@ -103,6 +105,14 @@ pub struct Unresolved {
     pub error: String,
 }
 
+/// The system resolver (`getaddrinfo`: /etc/hosts, then DNS as nsswitch.conf says).
+fn system_lookup(name: &str) -> Result<Vec<IpAddr>, String> {
+    (name, 0)
+        .to_socket_addrs()
+        .map(|it| it.map(|sa| sa.ip()).collect())
+        .map_err(|e| e.to_string())
+}
+
 /// An IPv4 or IPv6 prefix with its (pushed-down) port entries.
 pub type Table<K> = Vec<(u32, K, NetRules)>;
 
@@ -149,15 +159,70 @@ impl NetPlan {
         self.rules.iter().any(|r| !r.hosts.is_empty())
     }
 
-    /// Resolves every exact host name of every rule with the system resolver, then applies
-    /// wildcards to every name resolved so far. Returns whether anything new was learnt, and
-    /// the names that did not resolve.
-    pub fn resolve(&mut self) -> (bool, Vec<Unresolved>) {
+    /// Resolves every exact host name of every rule with the system resolver, the names in
+    /// parallel, waiting at most `limit` for the answers; then applies wildcards to every name
+    /// resolved so far. Returns whether anything new was learnt, and the names that did not
+    /// resolve (a name still unanswered after `limit` is one of them, and is tried again at the
+    /// next resolution). An unreachable DNS server would otherwise hold the session's start for
+    /// its timeout once per name.
+    pub fn resolve_within(&mut self, limit: Duration) -> (bool, Vec<Unresolved>) {
+        self.resolve_parallel(limit, system_lookup)
+    }
+
+    /// [`NetPlan::resolve_within`] with a given resolver, called from one thread per name.
+    pub fn resolve_parallel(
+        &mut self,
+        limit: Duration,
+        lookup: fn(&str) -> Result<Vec<IpAddr>, String>,
+    ) -> (bool, Vec<Unresolved>) {
+        let names: BTreeSet<String> = self
+            .rules
+            .iter()
+            .flat_map(|r| &r.hosts)
+            .filter_map(|h| match h {
+                Host::Exact(name) => Some(name.clone()),
+                Host::Wildcard(_) => None,
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        let mut answers: BTreeMap<String, Result<Vec<IpAddr>, String>> = BTreeMap::new();
+        let mut waiting = 0;
+        for name in names {
+            let tx = tx.clone();
+            let asked = name.clone();
+            // A lookup cannot be cancelled: one still running at the limit finishes on its own
+            // thread, and its answer is dropped.
+            let spawned = std::thread::Builder::new()
+                .name("resolve".into())
+                .spawn(move || {
+                    let answer = lookup(&asked);
+                    let _ = tx.send((asked, answer));
+                });
+            match spawned {
+                Ok(_) => waiting += 1,
+                Err(_) => {
+                    let answer = lookup(&name);
+                    answers.insert(name, answer);
+                }
+            }
+        }
+        drop(tx);
+        let end = Instant::now() + limit;
+        while waiting > 0 {
+            let left = end.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((name, answer)) => {
+                    answers.insert(name, answer);
+                    waiting -= 1;
+                }
+                Err(_) => break,
+            }
+        }
         self.resolve_with(|name| {
-            (name, 0)
-                .to_socket_addrs()
-                .map(|it| it.map(|sa| sa.ip()).collect())
-                .map_err(|e| e.to_string())
+            answers
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Err(format!("no answer within {} ms", limit.as_millis())))
         })
     }
 
@@ -555,6 +620,39 @@ mod tests {
         let t = plan.tables().unwrap();
         assert_eq!(evaluate(&t, false, ip("198.51.100.7"), 1, false), Some(0));
         assert_eq!(evaluate(&t, false, ip("198.51.101.7"), 1, false), None);
+    }
+
+    /// Names are looked up in parallel and the start does not wait past the limit for a
+    /// resolver that does not answer: the slow name is reported, the others are in the tables.
+    #[test]
+    fn an_unanswered_name_does_not_hold_the_others() {
+        let mut slow = rule("slow", &[], &[(5432, 5432)]);
+        slow.hosts = vec![Host::Exact("slow.prod.example".into())];
+        let mut fast = rule("fast", &[], &[(443, 443)]);
+        fast.hosts = vec![
+            Host::Exact("a.prod.example".into()),
+            Host::Exact("b.prod.example".into()),
+        ];
+        let mut plan = NetPlan::new(vec![slow, fast], false).unwrap();
+        let (changed, failed) = plan.resolve_parallel(Duration::from_millis(300), |name| {
+            match name {
+                // A resolver that answers long after the limit (a dead DNS server).
+                "slow.prod.example" => {
+                    std::thread::sleep(Duration::from_secs(3));
+                    Ok(vec![ip("192.0.2.99")])
+                }
+                "a.prod.example" => Ok(vec![ip("192.0.2.1")]),
+                _ => Ok(vec![ip("192.0.2.2")]),
+            }
+        });
+        assert!(changed);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].host, "slow.prod.example");
+        assert_eq!(failed[0].error, "no answer within 300 ms");
+        let t = plan.tables().unwrap();
+        assert_eq!(evaluate(&t, false, ip("192.0.2.1"), 443, false), Some(1));
+        assert_eq!(evaluate(&t, false, ip("192.0.2.2"), 443, false), Some(1));
+        assert_eq!(evaluate(&t, false, ip("192.0.2.99"), 5432, false), None);
     }
 
     #[test]

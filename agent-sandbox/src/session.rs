@@ -325,7 +325,7 @@ fn run_in_cgroup(
     } = enforcement;
     let resolve_interval = Duration::from_secs(policy.resolve_interval_secs.value.max(5));
     if plan.has_hosts() {
-        let (_, failed) = plan.resolve();
+        let (_, failed) = plan.resolve_within(START_RESOLVE_LIMIT);
         // Names of the embedded default (cloud metadata) only resolve on their own clouds.
         let default_ids: std::collections::HashSet<&str> = policy
             .rules()
@@ -605,7 +605,7 @@ async fn keep_resolving(mut plan: NetPlan, mut maps: NetMaps, interval: Duration
     loop {
         tokio::time::sleep(interval).await;
         let Ok((p, changed)) = tokio::task::spawn_blocking(move || {
-            let (changed, _) = plan.resolve();
+            let (changed, _) = plan.resolve_within(interval);
             (plan, changed)
         })
         .await
@@ -625,6 +625,11 @@ async fn keep_resolving(mut plan: NetPlan, mut maps: NetMaps, interval: Duration
         }
     }
 }
+
+/// How long the start waits for the network rules' host names to resolve (all at once). A
+/// name unanswered by then is reported and tried again every `resolve_interval_secs`; until it
+/// resolves its rule covers only its addresses and ranges.
+const START_RESOLVE_LIMIT: Duration = Duration::from_secs(3);
 
 /// The rules kernel records refer to by index.
 pub struct SessionRules {
