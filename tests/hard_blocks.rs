@@ -70,6 +70,29 @@ impl Workspace {
         self.scratch.path(p)
     }
 
+    /// `unshare -m` running `agent-sandbox run --user nobody --trust-policy --state-dir STATE`
+    /// (the caller adds options and `-- CMD`) with each `(file, over)` bind-mounted over the
+    /// path `over` in a private mount namespace: the machine's own files are untouched.
+    fn run_with_own_files(&self, binds: &[(&Path, &str)]) -> Command {
+        let mut script = String::new();
+        for (i, (_, over)) in binds.iter().enumerate() {
+            script.push_str(&format!(
+                "mount --bind \"${}\" {} && ",
+                i + 1,
+                shell_quote(over)
+            ));
+        }
+        script.push_str(&format!("shift {} && exec \"$@\"", binds.len()));
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--", "sh", "-c", &script, "sh"])
+            .args(binds.iter().map(|(file, _)| *file))
+            .arg(BIN)
+            .args(["run", "--user", "nobody", "--trust-policy", "--state-dir"])
+            .arg(&self.state)
+            .current_dir(&self.scratch.dir);
+        cmd
+    }
+
     /// `agent-sandbox run --user nobody --state-dir STATE [extra] -- bash SCRIPT`, started
     /// in the workspace.
     fn run(&self, extra: &[&str], script: &str) -> std::process::Output {
@@ -770,23 +793,11 @@ try open-name  tcp db.prod.test {o}
 "#
         ),
     );
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "-m",
-        "--",
-        "sh",
-        "-c",
-        "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
-    ])
-    .arg(&hosts)
-    .arg(BIN)
-    .args(["run", "--user", "nobody", "--trust-policy", "--state-dir"])
-    .arg(&ws.state)
-    .arg("--events")
-    .arg(&ev)
-    .args(["--", "/bin/bash"])
-    .arg(&script)
-    .current_dir(&ws.scratch.dir);
+    let mut cmd = ws.run_with_own_files(&[(&hosts, "/etc/hosts")]);
+    cmd.arg("--events")
+        .arg(&ev)
+        .args(["--", "/bin/bash"])
+        .arg(&script);
     let out = run_with_deadline(cmd, LONG);
     let so = stdout(&out);
     assert!(out.status.success(), "{so}\n{}", stderr(&out));
@@ -842,22 +853,8 @@ hosts = ["b.silent.test"]
     let hosts = ws.path("hosts");
     fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
     let script = script_file(&ws.scratch.dir, "touch ran\n");
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "-m",
-        "--",
-        "sh",
-        "-c",
-        "mount --bind \"$0\" /etc/resolv.conf && mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"",
-    ])
-    .arg(&resolv)
-    .arg(&hosts)
-    .arg(BIN)
-    .args(["run", "--user", "nobody", "--trust-policy", "--state-dir"])
-    .arg(&ws.state)
-    .args(["--", "/bin/bash"])
-    .arg(&script)
-    .current_dir(&ws.scratch.dir);
+    let mut cmd = ws.run_with_own_files(&[(&resolv, "/etc/resolv.conf"), (&hosts, "/etc/hosts")]);
+    cmd.args(["--", "/bin/bash"]).arg(&script);
     let out = run_with_deadline(cmd, LONG);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
