@@ -65,19 +65,13 @@ impl AuditKey {
     /// Reads a key written by [`AuditKey::save`]. Refuses a symlink, a non-regular file, and a
     /// file readable or writable by group or others.
     pub fn load(path: &Path) -> Result<AuditKey, AuditError> {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| AuditError::io("opening key file", path, e))?;
-        let meta = f
-            .metadata()
-            .map_err(|e| AuditError::io("reading key file metadata", path, e))?;
-        if !meta.file_type().is_file() {
-            return Err(AuditError::NotRegular {
-                path: path.to_path_buf(),
-            });
-        }
+        let (f, meta) = crate::open_regular(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK),
+            path,
+            "opening key file",
+        )?;
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(AuditError::KeyPermissions {

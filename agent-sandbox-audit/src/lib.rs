@@ -54,34 +54,18 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Opens an audit log for streaming, refusing anything but a regular file (O_NONBLOCK so that
-/// a FIFO at the path cannot block the open; it is refused just after).
-pub(crate) fn open_log(path: &Path) -> Result<std::io::BufReader<std::fs::File>, AuditError> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+/// Opens `path` with `opts` and refuses anything but a regular file, returning the file and
+/// its metadata. The caller's flags should include `O_NONBLOCK`, so that a FIFO at the path
+/// cannot block the open (it is refused just after). `action` names the open in errors.
+pub(crate) fn open_regular(
+    opts: &std::fs::OpenOptions,
+    path: &Path,
+    action: &'static str,
+) -> Result<(std::fs::File, std::fs::Metadata), AuditError> {
+    let file = opts
         .open(path)
-        .map_err(|e| AuditError::io("opening audit log", path, e))?;
+        .map_err(|e| AuditError::io(action, path, e))?;
     let meta = file
-        .metadata()
-        .map_err(|e| AuditError::io("reading audit log metadata", path, e))?;
-    if !meta.file_type().is_file() {
-        return Err(AuditError::NotRegular {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(std::io::BufReader::with_capacity(1 << 20, file))
-}
-
-/// Reads a small regular file whole, refusing FIFOs and devices (which could block or never
-/// end) and anything over `limit` bytes.
-pub(crate) fn read_small_file(path: &Path, limit: usize) -> Result<Vec<u8>, AuditError> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| AuditError::io("opening", path, e))?;
-    let meta = f
         .metadata()
         .map_err(|e| AuditError::io("reading metadata of", path, e))?;
     if !meta.file_type().is_file() {
@@ -89,6 +73,31 @@ pub(crate) fn read_small_file(path: &Path, limit: usize) -> Result<Vec<u8>, Audi
             path: path.to_path_buf(),
         });
     }
+    Ok((file, meta))
+}
+
+/// Opens an audit log for streaming, refusing anything but a regular file.
+pub(crate) fn open_log(path: &Path) -> Result<std::io::BufReader<std::fs::File>, AuditError> {
+    let (file, _) = open_regular(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK),
+        path,
+        "opening audit log",
+    )?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, file))
+}
+
+/// Reads a small regular file whole, refusing FIFOs and devices (which could block or never
+/// end) and anything over `limit` bytes.
+pub(crate) fn read_small_file(path: &Path, limit: usize) -> Result<Vec<u8>, AuditError> {
+    let (f, _) = open_regular(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK),
+        path,
+        "opening",
+    )?;
     let mut bytes = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     f.take(cap)

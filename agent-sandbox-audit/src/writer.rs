@@ -259,19 +259,13 @@ impl AuditWriter {
         key: &AuditKey,
         session_id: &str,
     ) -> Result<AuditWriter, AuditError> {
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| AuditError::io("opening audit log for append", path, e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| AuditError::io("reading audit log metadata", path, e))?;
-        if !meta.file_type().is_file() {
-            return Err(AuditError::NotRegular {
-                path: path.to_path_buf(),
-            });
-        }
+        let (file, _) = crate::open_regular(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK),
+            path,
+            "opening audit log for append",
+        )?;
         let cp = checkpoint_path.exists().then_some(checkpoint_path);
         let report = crate::verify(path, key, cp)?;
         if let Some(first) = report.problems.first() {
