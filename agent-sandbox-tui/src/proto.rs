@@ -131,6 +131,34 @@ pub struct Held {
     pub timeout_secs: u64,
 }
 
+impl Held {
+    /// A hold of `kind` by `rule` as its detector describes it, before anything else is known:
+    /// the command, cwd, paths and severity are filled in by the caller (struct update), the
+    /// process and its ancestry by the gate, the id, time and timeout by the broker.
+    pub fn pending(
+        kind: HeldKind,
+        rule: impl Into<String>,
+        why: impl Into<String>,
+        origin: impl Into<String>,
+    ) -> Held {
+        Held {
+            id: 0,
+            kind,
+            pid: 0,
+            command: Vec::new(),
+            cwd: String::new(),
+            paths: Vec::new(),
+            ancestry: Vec::new(),
+            rule: rule.into(),
+            why: why.into(),
+            severity: None,
+            origin: origin.into(),
+            since: String::new(),
+            timeout_secs: 0,
+        }
+    }
+}
+
 /// Totals of the session so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {

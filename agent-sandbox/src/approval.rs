@@ -553,19 +553,17 @@ impl Broker {
         }
         let pid = pids.first().copied().unwrap_or(0);
         let held = Held {
-            id: 0,
-            kind: HeldKind::MassDelete,
             pid,
             command: gate::proc_cmdline(pid),
             cwd: gate::proc_cwd(pid).to_string_lossy().into_owned(),
             paths: sample,
-            ancestry: Vec::new(),
-            rule: MASS_DELETE_RULE.into(),
-            why: format!("{count} deletions: {why}; the whole tree is frozen"),
             severity: Some("high".into()),
-            origin: "[approval] mass_delete_files".into(),
-            since: String::new(),
-            timeout_secs: 0,
+            ..Held::pending(
+                HeldKind::MassDelete,
+                MASS_DELETE_RULE,
+                format!("{count} deletions: {why}; the whole tree is frozen"),
+                "[approval] mass_delete_files",
+            )
         };
         let extra = json!({"pids": pids, "count": count});
         self.open_hold(held, None, pids, format!("pid {pid}"), extra);

@@ -469,19 +469,11 @@ impl Gate {
             HoldRequest::new(
                 n,
                 Held {
-                    id: 0,
-                    pid: 0,
-                    since: String::new(),
-                    timeout_secs: 0,
-                    kind: HeldKind::Exec,
                     command: argv,
                     cwd: cwd.to_string_lossy().into_owned(),
                     paths: vec![filename],
-                    ancestry: Vec::new(),
-                    rule,
-                    why: verdict.explanation,
                     severity: verdict.severity.map(|s| s.to_string()),
-                    origin,
+                    ..Held::pending(HeldKind::Exec, rule, verdict.explanation, origin)
                 },
             ),
             verdict.action == detect::Action::Deny,
@@ -496,23 +488,20 @@ impl Gate {
             HoldRequest::new(
                 n,
                 Held {
-                    id: 0,
-                    pid: 0,
-                    since: String::new(),
-                    timeout_secs: 0,
-                    kind: HeldKind::Exec,
                     command: vec![filename.clone(), "…".into()],
                     cwd: cwd.to_string_lossy().into_owned(),
                     paths: vec![filename],
-                    ancestry: Vec::new(),
-                    rule: "gate.too-long".into(),
-                    why: format!(
-                        "the command's arguments exceed what the gate inspects ({MAX_ARGS} \
-                     arguments, {} MiB): it could not be classified",
-                        MAX_ARG_BYTES >> 20
-                    ),
                     severity: Some("medium".into()),
-                    origin: "agent-sandbox".into(),
+                    ..Held::pending(
+                        HeldKind::Exec,
+                        "gate.too-long",
+                        format!(
+                            "the command's arguments exceed what the gate inspects ({MAX_ARGS} \
+                             arguments, {} MiB): it could not be classified",
+                            MAX_ARG_BYTES >> 20
+                        ),
+                        "agent-sandbox",
+                    )
                 },
             ),
             false,
@@ -625,19 +614,10 @@ impl Gate {
             HoldRequest::new(
                 n,
                 Held {
-                    id: 0,
-                    pid: 0,
-                    since: String::new(),
-                    timeout_secs: 0,
-                    kind,
                     command,
                     cwd: proc_cwd(n.pid).to_string_lossy().into_owned(),
                     paths,
-                    ancestry: Vec::new(),
-                    rule: r.id.clone(),
-                    why: r.why.clone(),
-                    severity: None,
-                    origin: r.origin.clone(),
+                    ..Held::pending(kind, r.id.clone(), r.why.clone(), r.origin.clone())
                 },
             ),
             r.action == ProtectAction::Deny,
