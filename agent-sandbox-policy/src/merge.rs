@@ -407,6 +407,18 @@ impl EffectivePolicy {
         self.rules().into_iter().find(|m| m.id == id)
     }
 
+    /// The policy files merged (the user's and the repository's; the embedded default is
+    /// not a file).
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::User(p) | Source::Repository(p) => Some(p.clone()),
+                Source::Default => None,
+            })
+            .collect()
+    }
+
     /// The repository policy file merged, if any.
     pub fn repository_path(&self) -> Option<&Path> {
         self.repository.as_ref().map(|(p, _)| p.as_path())

@@ -166,14 +166,7 @@ fn prepare_policy(opts: &RunOptions, identity: &Identity) -> Result<Enforcement>
     let network = policy::network_plan(&policy)?;
     let detector = detect::detector_for(&policy).context("compiling the [[exec.rule]] rules")?;
     let mut protect = gate::Protect::from_policy(&policy)?;
-    let mut own: Vec<PathBuf> = policy
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::User(p) | Source::Repository(p) => Some(p.clone()),
-            Source::Default => None,
-        })
-        .collect();
+    let mut own: Vec<PathBuf> = policy.files();
     // Created now (root-only) so that it is protected as a directory from the first run.
     std::fs::DirBuilder::new()
         .recursive(true)

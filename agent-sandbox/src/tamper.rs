@@ -32,7 +32,7 @@ use crate::events::{Event, EventData, PathCall};
 use crate::fanotify::{CgroupFence, FileRuleInfo};
 use crate::gate::{self, Shared};
 use crate::launch::Identity;
-use crate::policy::{EffectivePolicy, Source};
+use crate::policy::EffectivePolicy;
 use crate::session::RunOptions;
 
 /// The file rule a root agent's refused cgroup opens name.
@@ -47,14 +47,7 @@ pub fn watch(
     watchdog: u32,
     shared: &Arc<Mutex<Shared>>,
 ) -> Watch {
-    let policies = policy
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::User(p) | Source::Repository(p) => Some(p.clone()),
-            Source::Default => None,
-        })
-        .collect();
+    let policies = policy.files();
     let events = opts
         .events
         .as_ref()
