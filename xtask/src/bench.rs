@@ -598,13 +598,7 @@ fn run_leg(
     prepared.reset()?;
     if let Some(file) = stats_file {
         // a file left by an earlier run must not pass for this one's statistics
-        match fs::remove_file(file) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(err).with_context(|| format!("failed to remove {}", file.display()));
-            }
-        }
+        util::remove_if_present(file)?;
     }
     let argv = leg_argv(leg, &prepared.argv, ctx, stats_file)?;
     let stderr_log = ctx.logs_dir.join(format!("{name}-{}.stderr", leg.name()));

@@ -232,6 +232,31 @@ pub fn sudo_hint(subcommand: &str) -> String {
     format!("sudo -E env \"PATH=$PATH\" cargo xtask {subcommand}")
 }
 
+/// Deletes `path` (a directory with everything in it, or a file), doing nothing when it does
+/// not exist.
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match removed {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("failed to delete {}", path.display())),
+    }
+}
+
+/// An empty directory under the system's temp directory for a test, named after `tag` and
+/// this process.
+#[cfg(test)]
+pub fn fresh_temp_dir(tag: &str) -> Result<PathBuf> {
+    let dir = env::temp_dir().join(format!("xtask-{tag}-{}", std::process::id()));
+    remove_if_present(&dir)?;
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

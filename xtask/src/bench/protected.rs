@@ -65,13 +65,7 @@ pub fn prepare(bench_dir: &Path, state_owner: u32) -> Result<ProtectedSetup> {
     // Recreated every time: a file left by another version of the bench would be protected
     // too and change the count the bench checks.
     let files_dir = workspace.join("protected");
-    match fs::remove_dir_all(&files_dir) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => {
-            return Err(err).with_context(|| format!("failed to delete {}", files_dir.display()));
-        }
-    }
+    crate::util::remove_if_present(&files_dir)?;
     fs::create_dir_all(&files_dir)
         .with_context(|| format!("failed to create {}", files_dir.display()))?;
     for i in 0..PROTECTED_FILES {
@@ -205,16 +199,7 @@ pub fn check_marked(control: u64, with_rule: u64) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn temp_dir(tag: &str) -> Result<PathBuf> {
-        let dir = std::env::temp_dir().join(format!("xtask-{tag}-{}", std::process::id()));
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err.into()),
-        }
-        fs::create_dir_all(&dir)?;
-        Ok(dir)
-    }
+    use crate::util::fresh_temp_dir as temp_dir;
 
     fn euid() -> u32 {
         // SAFETY: geteuid has no preconditions and cannot fail.

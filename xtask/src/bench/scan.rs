@@ -49,19 +49,8 @@ pub fn build_tree(source: &Path, dest: &Path, target_bytes: u64) -> Result<Tree>
         return Ok(tree);
     }
     // The marker is written last, so a tree without one is a half-built leftover.
-    for stale in [&marker, &dest.to_path_buf()] {
-        let removed = if stale.is_dir() {
-            fs::remove_dir_all(stale)
-        } else {
-            fs::remove_file(stale)
-        };
-        match removed {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(err).with_context(|| format!("failed to delete {}", stale.display()));
-            }
-        }
+    for stale in [marker.as_path(), dest] {
+        crate::util::remove_if_present(stale)?;
     }
 
     let sources = source_files(source)?;
@@ -194,16 +183,7 @@ pub fn warm(dir: &Path) -> Result<(u64, u64)> {
 mod tests {
     use super::*;
 
-    fn temp_dir(tag: &str) -> Result<PathBuf> {
-        let dir = std::env::temp_dir().join(format!("xtask-{tag}-{}", std::process::id()));
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err.into()),
-        }
-        fs::create_dir_all(&dir)?;
-        Ok(dir)
-    }
+    use crate::util::fresh_temp_dir as temp_dir;
 
     /// A fake registry: 3 source files of 100 bytes, one binary file, one symlink.
     fn registry(root: &Path) -> Result<PathBuf> {

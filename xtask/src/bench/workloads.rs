@@ -177,24 +177,8 @@ impl Prepared {
     /// Deletes what a run leaves behind (the build's target directory): before every run,
     /// outside the timed region, and after the last.
     pub fn reset(&self) -> Result<()> {
-        if let Some(file) = &self.inner_timing {
-            match fs::remove_file(file) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => {
-                    return Err(err)
-                        .with_context(|| format!("failed to delete {}", file.display()));
-                }
-            }
-        }
-        if let Some(dir) = &self.fresh_dir {
-            match fs::remove_dir_all(dir) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => {
-                    return Err(err).with_context(|| format!("failed to delete {}", dir.display()));
-                }
-            }
+        for path in [&self.inner_timing, &self.fresh_dir].into_iter().flatten() {
+            util::remove_if_present(path)?;
         }
         Ok(())
     }
