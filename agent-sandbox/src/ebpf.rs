@@ -230,19 +230,14 @@ enum Job {
 }
 
 impl Job {
-    /// The job for the program named `name`, `None` for a program the supervisor does not
-    /// attach.
-    fn of(name: &str) -> Option<Job> {
-        if let Some(&p) = SOCK_PROGRAMS.iter().find(|&&p| p == name) {
-            return Some(Job::Sock(p));
-        }
-        if let Some(&(p, t)) = RAW_PROBES.iter().find(|(p, _)| *p == name) {
-            return Some(Job::Raw(p, t));
-        }
-        PROBES
+    /// Every program the supervisor attaches.
+    fn all() -> Vec<Job> {
+        SOCK_PROGRAMS
             .iter()
-            .find(|(p, _, _)| *p == name)
-            .map(|&(p, c, t)| Job::Tp(p, c, t))
+            .map(|&p| Job::Sock(p))
+            .chain(RAW_PROBES.iter().map(|&(p, t)| Job::Raw(p, t)))
+            .chain(PROBES.iter().map(|&(p, c, t)| Job::Tp(p, c, t)))
+            .collect()
     }
 
     /// (program, category, tracepoint), for errors.
@@ -354,12 +349,8 @@ impl Observer {
         // (each attach waits for the kernel to patch and synchronise its hook) on a thread of
         // its own: done one after another they were most of a session's start.
         let cgroup_dir = net.cgroup_dir;
-        let wanted = SOCK_PROGRAMS
-            .iter()
-            .map(|&p| Job::Sock(p))
-            .chain(RAW_PROBES.iter().map(|&(p, t)| Job::Raw(p, t)))
-            .chain(PROBES.iter().map(|&(p, c, t)| Job::Tp(p, c, t)));
-        for job in wanted {
+        let wanted = Job::all();
+        for &job in &wanted {
             let (program, category, tracepoint) = job.names();
             if ebpf.program(program).is_none() {
                 return Err(EbpfError::Program {
@@ -374,7 +365,7 @@ impl Observer {
             let jobs: Vec<_> = ebpf
                 .programs_mut()
                 .filter_map(|(name, prog)| {
-                    let job = Job::of(name)?;
+                    let job = *wanted.iter().find(|j| j.names().0 == name)?;
                     Some(s.spawn(move || job.run(prog, cgroup_dir)))
                 })
                 .collect();
