@@ -562,12 +562,21 @@ fn doctor_reports_the_kernel() {
     for row in [
         "cgroup v2",
         "bpf tracepoint",
+        "kernel btf (tp_btf)",
         "fanotify",
         "seccomp",
         "landlock",
     ] {
         assert!(text.contains(row), "doctor lacks {row}: {text}");
     }
+    let btf = text
+        .lines()
+        .find(|l| l.starts_with("kernel btf"))
+        .expect("btf row");
+    assert!(
+        btf.contains(" ok ") && btf.contains("btf_trace_sys_enter = type"),
+        "{btf}"
+    );
     assert!(Path::new(BIN).exists());
 }
 
@@ -736,4 +745,77 @@ fn cleanup_removes_leftovers_of_dead_sessions() {
         Some(libc::SIGKILL)
     );
     assert!(!dir.exists(), "{} still there", dir.display());
+}
+
+/// A path the probe cannot read at syscall entry (its page is not mapped into the process yet,
+/// and the probe may not fault) is still reported whole: the event is parked and emitted at
+/// the syscall's exit, after the kernel itself has faulted the page in. Each path sits in a
+/// file mapping of its own that nothing touched before the call (two mappings, so that the
+/// kernel's fault-around for the first cannot map the second).
+#[test]
+fn paths_on_pages_not_yet_mapped_are_reported_whole() {
+    require_root();
+    let s = Scratch::new("unmapped");
+    let ev = s.path("events.jsonl");
+    let opened = s.path("opened-from-an-unmapped-page");
+    let removed = s.path("removed-from-an-unmapped-page");
+    fs::write(&opened, "x").unwrap();
+    fs::write(&removed, "x").unwrap();
+    std::os::unix::fs::chown(&removed, Some(NOBODY), Some(NOBODY)).unwrap();
+    let mut names = vec![0u8; 8192];
+    for (off, p) in [(0, &opened), (4096, &removed)] {
+        let b = p.as_os_str().as_encoded_bytes();
+        names[off..off + b.len()].copy_from_slice(b);
+    }
+    let names_file = s.path("names");
+    fs::write(&names_file, &names).unwrap();
+    let script = script_file(
+        &s.dir,
+        r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.open.argtypes = [ctypes.c_void_p, ctypes.c_int]
+libc.unlink.argtypes = [ctypes.c_void_p]
+fd = os.open(sys.argv[1], os.O_RDONLY)
+first = libc.mmap(None, 4096, 1, 2, fd, 0)      # PROT_READ, MAP_PRIVATE
+second = libc.mmap(None, 4096, 1, 2, fd, 4096)
+assert first not in (None, 2**64 - 1) and second not in (None, 2**64 - 1)
+f = libc.open(first, 0)
+assert f >= 0, ctypes.get_errno()
+assert libc.unlink(second) == 0, ctypes.get_errno()
+print("done")
+"#,
+    );
+    let out = run_with_deadline(
+        sandbox(
+            &["--user", "nobody", "--events", ev.to_str().unwrap()],
+            &[
+                "/usr/bin/python3",
+                script.to_str().unwrap(),
+                names_file.to_str().unwrap(),
+            ],
+        ),
+        LONG,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!removed.exists(), "the script's unlink took effect");
+    let events = read_events(&ev);
+    let open = of_kind(&events, "open")
+        .into_iter()
+        .find(|e| e["fields"]["path"] == opened.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no open of {} in {events:#?}", opened.display()));
+    assert_eq!(open.get("read_error"), None, "{open}");
+    let unlink = of_kind(&events, "path_op")
+        .into_iter()
+        .find(|e| e["fields"]["path"] == removed.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no unlink of {} in {events:#?}", removed.display()));
+    assert_eq!(unlink["fields"]["syscall"], "unlink");
+    assert_eq!(unlink.get("read_error"), None, "{unlink}");
+    assert!(
+        !events.iter().any(|e| e.get("read_error").is_some()
+            && e["comm"].as_str().is_some_and(|c| c.starts_with("python"))),
+        "no record of the script lost its path"
+    );
 }

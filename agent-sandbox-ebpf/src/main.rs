@@ -5,13 +5,19 @@
 //! costs the event (counted in `LOST` when the ring buffer is full, flagged in the event when a
 //! user pointer cannot be read).
 //!
-//! Syscalls are observed with two raw tracepoints, `sys_enter` and `sys_exit`, rather than one
-//! `syscalls/sys_enter_*` tracepoint each: a per-syscall tracepoint makes every syscall of every
-//! process on the machine build a perf record before the program can even look at it (about a
-//! quarter more time for an open+close loop outside the session), while a raw tracepoint costs
-//! one array lookup for a syscall nobody watches. The `SYSCALLS` array, filled by the
-//! supervisor from the architecture's syscall numbers, says which syscalls matter and how to
-//! read their arguments.
+//! Syscalls are observed with two BTF-typed raw tracepoints (tp_btf), `sys_enter` and
+//! `sys_exit`, rather than one `syscalls/sys_enter_*` tracepoint each: a per-syscall tracepoint
+//! builds a perf record before the program runs (an open loop observed that way alone was
+//! slower than this whole design), while a raw tracepoint costs one array lookup for a syscall
+//! nobody watches. tp_btf rather than plain raw tracepoints because the kernel then types the
+//! `struct pt_regs *` argument: registers are plain loads, where a raw tracepoint needs a
+//! `bpf_probe_read_kernel` call on every syscall's exit and every watched entry. The
+//! `SYSCALLS` array, filled by the supervisor from the architecture's syscall numbers, says
+//! which syscalls matter and how to read their arguments.
+//!
+//! The open path runs for every `openat` of the session, so it is kept to the helper calls it
+//! needs: the record is filled in place (no stack copies, no `memset` calls) and the exit
+//! probe skips the `DEFERRED` lookup while nothing is parked.
 //!
 //! Only tasks whose cgroup v2 ancestor at the session's level is the session cgroup produce
 //! events. Records of non-syscall tracepoints (`sched_*`) change between kernels, so their
@@ -20,6 +26,10 @@
 // that `cargo clippy --workspace --all-targets` can check it.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// `core::sync::atomic` offers no read-modify-write on the BPF target; the intrinsics lower to
+// the BPF atomic add.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 use core::{ffi::c_void, mem::size_of, ptr::read_volatile};
 
@@ -31,17 +41,16 @@ use agent_sandbox_common::{
 };
 use aya_ebpf::{
     bindings::pt_regs,
-    helpers::bpf_probe_read_kernel,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user,
         generated::{
-            bpf_get_current_ancestor_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_user_str,
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
+            bpf_probe_read_user_str,
         },
     },
-    macros::{cgroup_sock_addr, map, raw_tracepoint, tracepoint},
+    macros::{btf_tracepoint, cgroup_sock_addr, map, tracepoint},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{RawTracePointContext, SockAddrContext, TracePointContext},
+    programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
 };
 
 /// Default ring-buffer size; the supervisor may resize it at load time (`--ringbuf-mb`).
@@ -94,6 +103,12 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
 /// thread id, until the syscall's exit (see [`emit_open`]).
 #[map]
 static DEFERRED: HashMap<u32, Deferred> = HashMap::with_max_entries(DEFERRED_INFLIGHT, 0);
+
+/// Entries in `DEFERRED`, counted up before an insert and down after a removal, so that the
+/// exit of every open (most of them never deferred) can skip the hash lookup when none is
+/// parked. Too high is only a wasted lookup; it is never lower than the number of entries.
+#[map]
+static DEFERRED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Captured syscall arguments: the event kind, our syscall id and up to six raw values whose
 /// meaning depends on the kind (see `try_open` / `try_path_op`).
@@ -163,7 +178,9 @@ unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, syscall: u32) {
         (*h).uid = bpf_get_current_uid_gid() as u32;
         (*h).flags = 0;
         (*h).syscall = syscall;
-        (*h).comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+        // Straight into the record (the helper zero-fills on failure): going through a
+        // returned array costs a stack copy byte by byte and a memset call.
+        bpf_get_current_comm((&raw mut (*h).comm).cast::<c_void>(), COMM_LEN as u32);
     }
 }
 
@@ -186,38 +203,29 @@ unsafe fn read_user_str<const N: usize>(dst: *mut [u8; N], src: *const u8) -> u3
 // ---------------------------------------------------------------------------------------------
 // syscall dispatch
 
-/// The saved user registers a syscall probe needs, in `struct pt_regs` order from `r10` to
-/// `cs` (x86_64): one contiguous 88-byte read instead of a helper call per register.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct SyscallRegs {
-    r10: u64,
-    r9: u64,
-    r8: u64,
-    rax: u64,
-    rcx: u64,
-    rdx: u64,
-    rsi: u64,
-    rdi: u64,
-    orig_rax: u64,
-    rip: u64,
-    cs: u64,
-}
-
-/// Reads [`SyscallRegs`] from the task's saved registers.
+/// The arguments of the current syscall from the task's saved user registers, `None` for a
+/// task in 32-bit mode (its syscall numbers and registers mean other things).
+///
+/// `regs` is the tracepoint's `struct pt_regs *`, typed by the kernel's BTF, so each field is
+/// a direct load that the verifier guards against faults: no helper call per read. The
+/// x86_64 syscall convention passes arguments in rdi, rsi, rdx, r10, r8, r9.
 #[inline(always)]
-unsafe fn read_regs(regs: *const pt_regs) -> Option<SyscallRegs> {
-    // SAFETY: `regs` is the tracepoint's pointer to the saved user registers; the fields r10
-    // through cs are contiguous in `struct pt_regs` (a UAPI layout), which is what
-    // `SyscallRegs` mirrors; the read is fault-tolerant.
-    unsafe { bpf_probe_read_kernel((&raw const (*regs).r10).cast::<SyscallRegs>()) }.ok()
-}
-
-/// Arguments of the current syscall, in order (x86_64 syscall convention: rdi, rsi, rdx, r10,
-/// r8, r9).
-#[inline(always)]
-fn syscall_args(r: &SyscallRegs) -> [u64; 6] {
-    [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
+unsafe fn syscall_args(regs: *const pt_regs) -> Option<[u64; 6]> {
+    // SAFETY: `regs` comes from a tp_btf context (PTR_TO_BTF_ID of struct pt_regs, a UAPI
+    // layout); the verifier turns these loads into fault-tolerant ones.
+    unsafe {
+        if (*regs).cs != USER64_CS {
+            return None;
+        }
+        Some([
+            (*regs).rdi,
+            (*regs).rsi,
+            (*regs).rdx,
+            (*regs).r10,
+            (*regs).r8,
+            (*regs).r9,
+        ])
+    }
 }
 
 /// Our id of syscall `nr`, 0 when we do not observe it.
@@ -231,8 +239,8 @@ fn lookup_syscall(nr: i64) -> u32 {
 
 /// `sys_enter(struct pt_regs *regs, long id)`. Syscall ids from `syscall::KILL` on are only
 /// looked at when they return (their result is what matters).
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     let sc = lookup_syscall(ctx.arg::<i64>(1));
     if sc != 0 && sc < syscall::KILL {
         let _ = try_sys_enter(&ctx, sc);
@@ -240,14 +248,12 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-fn try_sys_enter(ctx: &RawTracePointContext, sc: u32) -> Result<(), i64> {
+fn try_sys_enter(ctx: &BtfTracePointContext, sc: u32) -> Result<(), i64> {
     let cfg = session().ok_or(0)?;
     // SAFETY: the pointer comes from the tracepoint.
-    let r = unsafe { read_regs(ctx.arg(0)) }.ok_or(0)?;
-    if r.cs != USER64_CS {
+    let Some(a) = (unsafe { syscall_args(ctx.arg(0)) }) else {
         return Ok(());
-    }
-    let a = syscall_args(&r);
+    };
     match sc {
         syscall::EXECVE | syscall::EXECVEAT => try_exec(sc, &a),
         syscall::OPEN => open(cfg, sc, AT_FDCWD as u64, a[0], a[1] & 0xffff_ffff, a[2]),
@@ -289,11 +295,11 @@ fn try_sys_enter(ctx: &RawTracePointContext, sc: u32) -> Result<(), i64> {
 ///
 /// The saved argument registers are still those of the call at its exit (x86_64 syscalls
 /// return in rax and clobber only rcx and r11), so calls looked at only here re-read them.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     let regs: *const pt_regs = ctx.arg(0);
-    // SAFETY: fault-tolerant read of the saved syscall number.
-    let nr = unsafe { bpf_probe_read_kernel(&raw const (*regs).orig_rax) }.unwrap_or(u64::MAX);
+    // SAFETY: `regs` is the tracepoint's BTF-typed pointer; the load is fault-tolerant.
+    let nr = unsafe { (*regs).orig_rax };
     let sc = lookup_syscall(nr as i64);
     if sc != 0 {
         let _ = try_sys_exit(regs, sc, ctx.arg::<i64>(1));
@@ -325,11 +331,7 @@ fn try_sys_exit(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
 fn exit_args(regs: *const pt_regs) -> Option<(&'static Config, [u64; 6])> {
     let cfg = session()?;
     // SAFETY: the pointer comes from the tracepoint.
-    let r = unsafe { read_regs(regs) }?;
-    if r.cs != USER64_CS {
-        return None;
-    }
-    Some((cfg, syscall_args(&r)))
+    Some((cfg, unsafe { syscall_args(regs) }?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,20 +518,18 @@ fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
 
 #[inline(always)]
 fn open(cfg: &Config, sc: u32, dirfd: u64, path: u64, flags: u64, mode: u64) -> Result<(), i64> {
-    let args = Deferred {
-        kind: EventKind::Open as u32,
-        sc,
-        v: [dirfd, path, flags, mode, 0, 0],
-    };
-    emit_open(cfg, &args, true)
+    emit_open(cfg, sc, [dirfd, path, flags, mode], true)
 }
 
-/// Emits an open event from captured arguments. When the path cannot be read yet (its page
-/// not faulted in) and `may_defer` is set, the arguments are parked in `DEFERRED` and the
-/// event is emitted at syscall exit, after the kernel itself has copied (and so faulted in)
-/// the string.
+/// Emits an open event from captured arguments `v` = [dirfd, path, flags, mode]. When the
+/// path cannot be read yet (its page not faulted in) and `may_defer` is set, the arguments are
+/// parked in `DEFERRED` and the event is emitted at syscall exit, after the kernel itself has
+/// copied (and so faulted in) the string.
+///
+/// This is the path every traced open takes, so it builds nothing on the stack that it does
+/// not need: the record is filled in place and [`Deferred`] exists only when parking.
 #[inline(always)]
-fn emit_open(cfg: &Config, a: &Deferred, may_defer: bool) -> Result<(), i64> {
+fn emit_open(cfg: &Config, sc: u32, v: [u64; 4], may_defer: bool) -> Result<(), i64> {
     let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
         count_lost(EventKind::Open);
         return Err(-1);
@@ -537,15 +537,22 @@ fn emit_open(cfg: &Config, a: &Deferred, may_defer: bool) -> Result<(), i64> {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation; the path is read through the fault-tolerant helper.
     let flags = unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Open, a.sc);
-        (*ev).dirfd = a.v[0] as i32;
-        (*ev).open_flags = a.v[2];
-        (*ev).mode = a.v[3] as u32;
-        let f = read_user_str(&raw mut (*ev).path, a.v[1] as *const u8);
+        fill_header(&raw mut (*ev).header, EventKind::Open, sc);
+        (*ev).dirfd = v[0] as i32;
+        (*ev).open_flags = v[2];
+        (*ev).mode = v[3] as u32;
+        let f = read_user_str(&raw mut (*ev).path, v[1] as *const u8);
         (*ev).header.flags = f;
         f
     };
-    if may_defer && flags & FLAG_READ_ERROR != 0 && defer(a) {
+    if may_defer && flags & FLAG_READ_ERROR != 0 && {
+        let a = Deferred {
+            kind: EventKind::Open as u32,
+            sc,
+            v: [v[0], v[1], v[2], v[3], 0, 0],
+        };
+        defer(&a)
+    } {
         entry.discard(0);
     } else {
         entry.submit(lazy_wakeup(cfg, size_of::<OpenEvent>()));
@@ -557,22 +564,54 @@ fn emit_open(cfg: &Config, a: &Deferred, may_defer: bool) -> Result<(), i64> {
 /// out now, flagged `read_error`, rather than not at all).
 #[inline(always)]
 fn defer(a: &Deferred) -> bool {
+    let Some(count) = DEFERRED_COUNT.get_ptr_mut(0) else {
+        return false;
+    };
+    add_deferred(count, 1);
     let tid = bpf_get_current_pid_tgid() as u32;
-    DEFERRED.insert(tid, a, 0).is_ok()
+    if DEFERRED.insert(tid, a, 0).is_ok() {
+        true
+    } else {
+        add_deferred(count, u64::MAX);
+        false
+    }
+}
+
+/// Atomically adds `n` (wrapping: `u64::MAX` subtracts one) to the `DEFERRED_COUNT` value.
+#[inline(always)]
+fn add_deferred(count: *mut u64, n: u64) {
+    #[cfg(target_arch = "bpf")]
+    // SAFETY: `count` points at the map's u64 value, which outlives the program run; every
+    // write to it is this atomic add.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::SeqCst }>(
+            count, n,
+        );
+    }
+    #[cfg(not(target_arch = "bpf"))]
+    let _ = (count, n);
 }
 
 /// Replays, at syscall exit, an open/unlink/rename event deferred at entry.
 fn try_replay() -> Result<(), i64> {
+    let count = DEFERRED_COUNT.get_ptr_mut(0).ok_or(0)?;
+    // SAFETY: an aligned u64 map value; a stale zero is impossible for this thread, whose own
+    // increment came before (see `DEFERRED_COUNT`).
+    if unsafe { read_volatile(count) } == 0 {
+        return Ok(());
+    }
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out before the entry is removed.
     let a = match unsafe { DEFERRED.get(tid) } {
         Some(a) => *a,
         None => return Ok(()),
     };
-    let _ = DEFERRED.remove(tid);
+    if DEFERRED.remove(tid).is_ok() {
+        add_deferred(count, u64::MAX);
+    }
     let cfg = session().ok_or(0)?;
     if a.kind == EventKind::Open as u32 {
-        emit_open(cfg, &a, false)
+        emit_open(cfg, a.sc, [a.v[0], a.v[1], a.v[2], a.v[3]], false)
     } else {
         emit_path_op(cfg, &a, false)
     }

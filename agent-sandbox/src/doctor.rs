@@ -69,6 +69,8 @@ pub const CHECK_CGROUP_KILL_FREEZE: &str = "cgroup.kill + cgroup.freeze";
 pub const CHECK_TRACEFS: &str = "tracefs";
 /// Name of the BPF tracepoint program check.
 pub const CHECK_BPF_TRACEPOINT: &str = "bpf tracepoint";
+/// Name of the kernel BTF check (the syscall probes are BTF-typed tracepoints).
+pub const CHECK_BTF: &str = "kernel btf (tp_btf)";
 /// Name of the BPF ring buffer map check.
 pub const CHECK_BPF_RINGBUF: &str = "bpf ringbuf map";
 /// Name of the BPF cgroup_sock_addr (connect4) program check.
@@ -107,6 +109,7 @@ pub const REQUIRED: &[&str] = &[
     CHECK_CGROUP_KILL_FREEZE,
     CHECK_TRACEFS,
     CHECK_BPF_TRACEPOINT,
+    CHECK_BTF,
     CHECK_BPF_RINGBUF,
     CHECK_BPF_SOCK_ADDR,
     CHECK_FANOTIFY,
@@ -127,6 +130,7 @@ pub fn run_checks() -> Vec<Check> {
     for probe in BPF_PROBES {
         checks.push(check_bpf_prog(probe, kern_version, root));
     }
+    checks.push(check_btf());
     checks.push(check_bpf_ringbuf(root));
     checks.push(check_bpf_lsm());
     checks.push(check_fanotify(root));
@@ -684,6 +688,35 @@ fn check_bpf_prog(probe: &BpfProbe, kern_version: u32, root: bool) -> Check {
 
 /// Size of the probe ring buffer: a power of two and a multiple of the page size.
 const RINGBUF_PROBE_BYTES: u32 = 4096 * 16;
+
+/// The syscall probes attach as tp_btf programs, which the kernel types from its own BTF: the
+/// tracepoints' `btf_trace_*` typedefs must be in `/sys/kernel/btf/vmlinux`.
+fn check_btf() -> Check {
+    let names: Vec<String> = crate::ebpf::BTF_PROBES
+        .iter()
+        .map(|(_, t)| format!("btf_trace_{t}"))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (status, detail) = match crate::btf::typedef_ids(Path::new(crate::btf::VMLINUX), &names) {
+        Ok(ids) => (
+            Status::Ok,
+            names
+                .iter()
+                .zip(ids)
+                .map(|(n, id)| format!("{n} = type {id}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        Err(e) => (Status::Missing, e.to_string()),
+    };
+    check(
+        CHECK_BTF,
+        status,
+        detail,
+        "the syscall probes cannot load: no exec/open/connect/unlink observation, and \
+         agent-sandbox run refuses to start",
+    )
+}
 
 fn check_bpf_ringbuf(root: bool) -> Check {
     let (status, detail) = match bpf_ringbuf_create(RINGBUF_PROBE_BYTES) {

@@ -11,10 +11,10 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::cgroup_sock_addr::CgroupSockAddrLink;
 use aya::programs::links::FdLink;
-use aya::programs::raw_trace_point::RawTracePointLink;
+use aya::programs::tp_btf::BtfTracePointLink;
 use aya::programs::trace_point::TracePointLink;
-use aya::programs::{CgroupAttachMode, CgroupSockAddr, RawTracePoint, TracePoint};
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::network::Table;
 
@@ -23,9 +23,10 @@ use crate::tracefs::{SchedOffsets, TracefsError};
 /// The eBPF object built by build.rs (aya-build) from agent-sandbox-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-sandbox"));
 
-/// Raw tracepoints: (program name in the object, tracepoint name). Both see every syscall and
-/// dispatch on the `SYSCALLS` table.
-pub const RAW_PROBES: &[(&str, &str)] = &[("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
+/// BTF-typed raw tracepoints (tp_btf): (program name in the object, tracepoint name). Both see
+/// every syscall and dispatch on the `SYSCALLS` table; the kernel's BTF types their
+/// `struct pt_regs *` argument, so the probes read registers without a helper call.
+pub const BTF_PROBES: &[(&str, &str)] = &[("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
 
 /// Classic tracepoints: (program name, category, tracepoint name). Their record offsets come
 /// from the format files (see [`crate::tracefs`]).
@@ -45,6 +46,7 @@ pub const MAP_NAMES: &[&str] = &[
     "EVENTS",
     "LOST",
     "DEFERRED",
+    "DEFERRED_COUNT",
     "CLONE_FLAGS",
     "NET4",
     "NET6",
@@ -111,6 +113,9 @@ pub enum EbpfError {
     /// A map is missing or of the wrong type.
     #[error("eBPF map {0}: {1}")]
     Map(&'static str, String),
+    /// The kernel's BTF, which types the syscall probes, could not be used.
+    #[error(transparent)]
+    Btf(#[from] crate::btf::BtfError),
     /// A tracepoint's format file did not match what the probes assume.
     #[error(transparent)]
     Tracefs(#[from] TracefsError),
@@ -118,7 +123,7 @@ pub enum EbpfError {
 
 /// An attachment owned by the observer (dropping it detaches the program).
 enum Link {
-    Raw(#[allow(dead_code)] RawTracePointLink),
+    Btf(#[allow(dead_code)] BtfTracePointLink),
     Tp(#[allow(dead_code)] TracePointLink),
     /// A cgroup program's bpf_link, as a descriptor of our own so that a duplicate can be
     /// handed to the watchdog (the attachment lasts until the last descriptor closes).
@@ -223,8 +228,8 @@ fn take_lpm<K: aya::Pod>(
 enum Job {
     /// A cgroup sock_addr program, on the session cgroup.
     Sock(&'static str),
-    /// A raw tracepoint: (program, tracepoint).
-    Raw(&'static str, &'static str),
+    /// A BTF-typed raw tracepoint: (program, tracepoint).
+    Btf(&'static str, &'static str),
     /// A classic tracepoint: (program, category, tracepoint).
     Tp(&'static str, &'static str, &'static str),
 }
@@ -235,7 +240,7 @@ impl Job {
         SOCK_PROGRAMS
             .iter()
             .map(|&p| Job::Sock(p))
-            .chain(RAW_PROBES.iter().map(|&(p, t)| Job::Raw(p, t)))
+            .chain(BTF_PROBES.iter().map(|&(p, t)| Job::Btf(p, t)))
             .chain(PROBES.iter().map(|&(p, c, t)| Job::Tp(p, c, t)))
             .collect()
     }
@@ -244,7 +249,7 @@ impl Job {
     fn names(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Job::Sock(p) => (p, "cgroup_sock_addr", p),
-            Job::Raw(p, t) => (p, "raw_tracepoint", t),
+            Job::Btf(p, t) => (p, "tp_btf", t),
             Job::Tp(p, c, t) => (p, c, t),
         }
     }
@@ -254,6 +259,7 @@ impl Job {
         self,
         prog: &mut aya::programs::Program,
         cgroup_dir: BorrowedFd<'_>,
+        btf: &Btf,
     ) -> Result<Link, EbpfError> {
         let (program, category, tracepoint) = self.names();
         let err = |source: Box<dyn std::error::Error + Send + Sync>| EbpfError::Program {
@@ -273,11 +279,11 @@ impl Job {
                 let link = prog.take_link(id).map_err(wrong)?;
                 own_link(link).map_err(err)
             }
-            Job::Raw(_, t) => {
-                let prog: &mut RawTracePoint = prog.try_into().map_err(wrong)?;
-                prog.load().map_err(wrong)?;
-                let id = prog.attach(t).map_err(wrong)?;
-                Ok(Link::Raw(prog.take_link(id).map_err(wrong)?))
+            Job::Btf(_, t) => {
+                let prog: &mut BtfTracePoint = prog.try_into().map_err(wrong)?;
+                prog.load(t, btf).map_err(wrong)?;
+                let id = prog.attach().map_err(wrong)?;
+                Ok(Link::Btf(prog.take_link(id).map_err(wrong)?))
             }
             Job::Tp(_, c, t) => {
                 let prog: &mut TracePoint = prog.try_into().map_err(wrong)?;
@@ -349,6 +355,15 @@ impl Observer {
         // (each attach waits for the kernel to patch and synchronise its hook) on a thread of
         // its own: done one after another they were most of a session's start.
         let cgroup_dir = net.cgroup_dir;
+        // The tp_btf probes need their tracepoints' BTF ids (see `crate::btf`).
+        let names: Vec<String> = BTF_PROBES
+            .iter()
+            .map(|(_, t)| format!("btf_trace_{t}"))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let ids = crate::btf::typedef_ids(std::path::Path::new(crate::btf::VMLINUX), &names)?;
+        let pairs: Vec<(&str, u32)> = names.iter().copied().zip(ids).collect();
+        let btf = &crate::btf::stand_in(&pairs)?;
         let wanted = Job::all();
         for &job in &wanted {
             let (program, category, tracepoint) = job.names();
@@ -366,7 +381,7 @@ impl Observer {
                 .programs_mut()
                 .filter_map(|(name, prog)| {
                     let job = *wanted.iter().find(|j| j.names().0 == name)?;
-                    Some(s.spawn(move || job.run(prog, cgroup_dir)))
+                    Some(s.spawn(move || job.run(prog, cgroup_dir, btf)))
                 })
                 .collect();
             jobs.into_iter()

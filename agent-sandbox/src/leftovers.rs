@@ -56,7 +56,7 @@ pub struct OurProgram {
 
 /// Program names of the object, as the kernel stores them.
 fn program_names() -> BTreeSet<String> {
-    ebpf::RAW_PROBES
+    ebpf::BTF_PROBES
         .iter()
         .map(|(p, _)| *p)
         .chain(ebpf::PROBES.iter().map(|(p, _, _)| *p))

@@ -2,6 +2,7 @@
 //! observation. The binary (`main.rs`) is a thin CLI over these modules.
 
 pub mod approval;
+pub mod btf;
 pub mod cgroup;
 pub mod detect;
 pub mod doctor;
