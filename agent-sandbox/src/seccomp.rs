@@ -104,6 +104,16 @@ impl Filter {
             Load(OFF_NR),
             JumpSet(X32_SYSCALL_BIT, To::Deny, To::Next),
         ];
+        if paths {
+            // Opens are by far the most frequent calls here, so they are answered first: only
+            // the truncating ones leave the kernel.
+            p.push(JumpEq(libc::SYS_openat as u32, To::Next, To::Skip(2)));
+            p.push(Load(off_arg(2)));
+            p.push(JumpSet(libc::O_TRUNC as u32, To::Notify, To::Allow));
+            p.push(JumpEq(libc::SYS_open as u32, To::Next, To::Skip(2)));
+            p.push(Load(off_arg(1)));
+            p.push(JumpSet(libc::O_TRUNC as u32, To::Notify, To::Allow));
+        }
         for nr in KERNEL_CALLS {
             p.push(JumpEq(nr as u32, To::Notify, To::Next));
         }
@@ -121,13 +131,6 @@ impl Filter {
             for nr in PATH_CALLS {
                 p.push(JumpEq(nr as u32, To::Notify, To::Next));
             }
-            // Opens are frequent: only the truncating ones leave the kernel.
-            p.push(JumpEq(libc::SYS_openat as u32, To::Next, To::Skip(2)));
-            p.push(Load(off_arg(2)));
-            p.push(JumpSet(libc::O_TRUNC as u32, To::Notify, To::Allow));
-            p.push(JumpEq(libc::SYS_open as u32, To::Next, To::Allow));
-            p.push(Load(off_arg(1)));
-            p.push(JumpSet(libc::O_TRUNC as u32, To::Notify, To::Allow));
         }
         let allow = p.len();
         p.push(Ret(SECCOMP_RET_ALLOW));
@@ -578,6 +581,28 @@ mod tests {
             verdict(&Filter::gate_root(true), libc::SYS_openat, [0; 6]),
             SECCOMP_RET_ALLOW
         );
+        let open_trunc = [0, libc::O_TRUNC as u64, 0, 0, 0, 0];
+        assert_eq!(
+            verdict(&Filter::gate(true), libc::SYS_open, open_trunc),
+            notify
+        );
+        assert_eq!(
+            verdict(&Filter::gate(true), libc::SYS_open, [0; 6]),
+            SECCOMP_RET_ALLOW
+        );
+        // The opens are answered first; every call after them is still looked at.
+        for nr in [
+            libc::SYS_unlink,
+            libc::SYS_renameat2,
+            libc::SYS_execve,
+            libc::SYS_bpf,
+        ] {
+            assert_eq!(
+                verdict(&Filter::gate(true), nr, [0; 6]),
+                notify,
+                "syscall {nr}"
+            );
+        }
         assert_eq!(
             verdict(&Filter::gate(true), libc::SYS_unlink, [0; 6]),
             notify
