@@ -37,7 +37,8 @@ use agent_sandbox_common::{
     ADDR_LEN, ARG_LEN, ARGV_SOFT_CAP, COMM_LEN, Config, ConnectEvent, EventHeader, EventKind,
     ExecEvent, ExecResultEvent, ExitEvent, FLAG_READ_ERROR, FLAG_TRUNCATED, ForkEvent, KIND_SLOTS,
     MAX_ARGS, NET_ACTION_DENY, NET_PORT_SLOTS, NET_PROTO_TCP, NET_PROTO_UDP, NET_RULE_DEFAULT,
-    NetRefusedEvent, NetRules, OpenEvent, PathOpEvent, SignalEvent, net_hook, ptrace_req, syscall,
+    NetRefusedEvent, NetRules, OpenEvent, PATH_LEN, PathOpEvent, SignalEvent, net_hook, ptrace_req,
+    syscall,
 };
 use aya_ebpf::{
     bindings::pt_regs,
@@ -109,6 +110,16 @@ static DEFERRED: HashMap<u32, Deferred> = HashMap::with_max_entries(DEFERRED_INF
 /// parked. Too high is only a wasted lookup; it is never lower than the number of entries.
 #[map]
 static DEFERRED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per-CPU staging of open records, one slot per program that builds them (`STAGE_ENTER`
+/// for `sys_enter`, `STAGE_EXIT` for `sys_exit`'s replays), see [`emit_open`].
+#[map]
+static OPEN_STAGING: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(2, 0);
+const STAGE_ENTER: u32 = 0;
+const STAGE_EXIT: u32 = 1;
+/// Where the path starts in an `OpenEvent`: a record is this header part plus the path's
+/// bytes up to and including its NUL.
+const OPEN_PATH_OFFSET: usize = core::mem::offset_of!(OpenEvent, path);
 
 /// Captured syscall arguments: the event kind, our syscall id and up to six raw values whose
 /// meaning depends on the kind (see `try_open` / `try_path_op`).
@@ -518,7 +529,7 @@ fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
 
 #[inline(always)]
 fn open(cfg: &Config, sc: u32, dirfd: u64, path: u64, flags: u64, mode: u64) -> Result<(), i64> {
-    emit_open(cfg, sc, [dirfd, path, flags, mode], true)
+    emit_open(cfg, sc, [dirfd, path, flags, mode], true, STAGE_ENTER)
 }
 
 /// Emits an open event from captured arguments `v` = [dirfd, path, flags, mode]. When the
@@ -526,36 +537,60 @@ fn open(cfg: &Config, sc: u32, dirfd: u64, path: u64, flags: u64, mode: u64) -> 
 /// parked in `DEFERRED` and the event is emitted at syscall exit, after the kernel itself has
 /// copied (and so faulted in) the string.
 ///
-/// This is the path every traced open takes, so it builds nothing on the stack that it does
-/// not need: the record is filled in place and [`Deferred`] exists only when parking.
+/// This is the path every traced open takes. The record is built in a per-CPU staging slot
+/// (`slot`: one per program, see [`OPEN_STAGING`]) and copied into the ring buffer with the
+/// path's real length, so that a typical open takes ~120 bytes of the ring instead of the
+/// 584 of a whole `OpenEvent`: fewer cache lines written per record, fewer for the reader,
+/// and a ring that fills five times more slowly. [`Deferred`] exists only when parking.
 #[inline(always)]
-fn emit_open(cfg: &Config, sc: u32, v: [u64; 4], may_defer: bool) -> Result<(), i64> {
-    let Some(mut entry) = EVENTS.reserve::<OpenEvent>(0) else {
-        count_lost(EventKind::Open);
-        return Err(-1);
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` is the reservation; the path is read through the fault-tolerant helper.
-    let flags = unsafe {
+fn emit_open(cfg: &Config, sc: u32, v: [u64; 4], may_defer: bool, slot: u32) -> Result<(), i64> {
+    let ev = OPEN_STAGING.get_ptr_mut(slot).ok_or(-1i64)?;
+    // SAFETY: `ev` is this CPU's staging slot for this program; the program cannot be
+    // re-entered on this CPU while it runs (the kernel skips a nested run), and syscall
+    // tracepoint programs run with preemption disabled, so nothing else writes it meanwhile.
+    // The path is read through the fault-tolerant helper.
+    let (flags, len) = unsafe {
         fill_header(&raw mut (*ev).header, EventKind::Open, sc);
         (*ev).dirfd = v[0] as i32;
         (*ev).open_flags = v[2];
         (*ev).mode = v[3] as u32;
-        let f = read_user_str(&raw mut (*ev).path, v[1] as *const u8);
+        let n = bpf_probe_read_user_str(
+            (&raw mut (*ev).path).cast::<c_void>(),
+            PATH_LEN as u32,
+            v[1] as *const c_void,
+        );
+        let (f, len) = if n < 0 {
+            (*ev).path[0] = 0;
+            (FLAG_READ_ERROR, 1)
+        } else if n as usize >= PATH_LEN {
+            (FLAG_TRUNCATED, PATH_LEN)
+        } else {
+            (0, n as usize)
+        };
         (*ev).header.flags = f;
-        f
+        (f, len)
     };
-    if may_defer && flags & FLAG_READ_ERROR != 0 && {
+    if may_defer && flags & FLAG_READ_ERROR != 0 {
         let a = Deferred {
             kind: EventKind::Open as u32,
             sc,
             v: [v[0], v[1], v[2], v[3], 0, 0],
         };
-        defer(&a)
-    } {
-        entry.discard(0);
-    } else {
-        entry.submit(lazy_wakeup(cfg, size_of::<OpenEvent>()));
+        if defer(&a) {
+            return Ok(());
+        }
+    }
+    // The bound is a no-op at run time but lets the verifier see that the copy stays inside
+    // the staging slot.
+    let size = OPEN_PATH_OFFSET + if len > PATH_LEN { PATH_LEN } else { len };
+    // SAFETY: `size` <= size_of::<OpenEvent>(), the slot's size.
+    let bytes = unsafe { core::slice::from_raw_parts(ev.cast::<u8>(), size) };
+    if EVENTS
+        .output::<[u8]>(bytes, lazy_wakeup(cfg, size))
+        .is_err()
+    {
+        count_lost(EventKind::Open);
+        return Err(-1);
     }
     Ok(())
 }
@@ -611,7 +646,13 @@ fn try_replay() -> Result<(), i64> {
     }
     let cfg = session().ok_or(0)?;
     if a.kind == EventKind::Open as u32 {
-        emit_open(cfg, a.sc, [a.v[0], a.v[1], a.v[2], a.v[3]], false)
+        emit_open(
+            cfg,
+            a.sc,
+            [a.v[0], a.v[1], a.v[2], a.v[3]],
+            false,
+            STAGE_EXIT,
+        )
     } else {
         emit_path_op(cfg, &a, false)
     }

@@ -47,6 +47,7 @@ pub const MAP_NAMES: &[&str] = &[
     "LOST",
     "DEFERRED",
     "DEFERRED_COUNT",
+    "OPEN_STAGING",
     "CLONE_FLAGS",
     "NET4",
     "NET6",

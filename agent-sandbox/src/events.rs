@@ -209,6 +209,23 @@ fn read<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
+/// A record of the `OpenEvent` layout that may end right after its path's NUL (the probe
+/// copies only the path's real length into the ring): at least the part before `path` and one
+/// byte of path must be there; the rest reads as zeros.
+fn read_open(bytes: &[u8], kind: u32) -> Result<OpenEvent, DecodeError> {
+    let min = std::mem::offset_of!(OpenEvent, path) + 1;
+    if bytes.len() < min {
+        return Err(DecodeError::Short {
+            len: bytes.len(),
+            kind,
+        });
+    }
+    let mut full = [0u8; size_of::<OpenEvent>()];
+    let n = bytes.len().min(full.len());
+    full[..n].copy_from_slice(&bytes[..n]);
+    read(&full, kind)
+}
+
 /// The bytes up to the first NUL, lossily decoded.
 fn cstr(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -270,7 +287,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             EventData::ExecResult { ret: e.ret }
         }
         EventKind::Open => {
-            let e: OpenEvent = read(bytes, h.kind)?;
+            let e = read_open(bytes, h.kind)?;
             EventData::Open {
                 syscall: syscall_name(h.syscall),
                 path: cstr(&e.path),
@@ -767,6 +784,38 @@ mod tests {
                 ret: None
             }
         );
+    }
+
+    /// The probe copies an open record only up to its path's NUL; stale bytes of the staging
+    /// slot after it never reach the ring, and a cut record is refused.
+    #[test]
+    fn open_records_end_at_their_path() {
+        let mut e = OpenEvent {
+            header: header(EventKind::Open, 7, syscall::OPENAT),
+            open_flags: libc::O_RDONLY as u64,
+            dirfd: 3,
+            mode: 0,
+            path: [b'x'; PATH_LEN],
+        };
+        e.path[..9].copy_from_slice(b"src/a.rs\0");
+        let at = std::mem::offset_of!(OpenEvent, path);
+        let full = bytes_of(&e);
+        let ev = decode(&full[..at + 9]).expect("decode");
+        assert_eq!(
+            ev.data,
+            EventData::Open {
+                syscall: "openat",
+                path: "src/a.rs".into(),
+                dirfd: 3,
+                flags: libc::O_RDONLY as u64,
+                mode: 0
+            }
+        );
+        assert_eq!(decode(&full).expect("a whole record too").data, ev.data);
+        assert!(matches!(
+            decode(&full[..at]),
+            Err(DecodeError::Short { .. })
+        ));
     }
 
     #[test]
