@@ -692,17 +692,10 @@ const RINGBUF_PROBE_BYTES: u32 = 4096 * 16;
 /// The syscall probes attach as tp_btf programs, which the kernel types from its own BTF: the
 /// tracepoints' `btf_trace_*` typedefs must be in `/sys/kernel/btf/vmlinux`.
 fn check_btf() -> Check {
-    let names: Vec<String> = crate::ebpf::BTF_PROBES
-        .iter()
-        .map(|(_, t)| format!("btf_trace_{t}"))
-        .collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (status, detail) = match crate::btf::typedef_ids(Path::new(crate::btf::VMLINUX), &names) {
+    let (status, detail) = match crate::ebpf::btf_probe_ids() {
         Ok(ids) => (
             Status::Ok,
-            names
-                .iter()
-                .zip(ids)
+            ids.iter()
                 .map(|(n, id)| format!("{n} = type {id}"))
                 .collect::<Vec<_>>()
                 .join(", "),

@@ -28,6 +28,18 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ag
 /// `struct pt_regs *` argument, so the probes read registers without a helper call.
 pub const BTF_PROBES: &[(&str, &str)] = &[("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
 
+/// The kernel's BTF type ids of the [`BTF_PROBES`]' tracepoints (their `btf_trace_<name>`
+/// typedefs), in that order.
+pub fn btf_probe_ids() -> Result<Vec<(String, u32)>, crate::btf::BtfError> {
+    let names: Vec<String> = BTF_PROBES
+        .iter()
+        .map(|(_, t)| format!("btf_trace_{t}"))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ids = crate::btf::typedef_ids(std::path::Path::new(crate::btf::VMLINUX), &refs)?;
+    Ok(names.into_iter().zip(ids).collect())
+}
+
 /// Classic tracepoints: (program name, category, tracepoint name). Their record offsets come
 /// from the format files (see [`crate::tracefs`]).
 pub const PROBES: &[(&str, &str, &str)] = &[
@@ -357,13 +369,8 @@ impl Observer {
         // its own: done one after another they were most of a session's start.
         let cgroup_dir = net.cgroup_dir;
         // The tp_btf probes need their tracepoints' BTF ids (see `crate::btf`).
-        let names: Vec<String> = BTF_PROBES
-            .iter()
-            .map(|(_, t)| format!("btf_trace_{t}"))
-            .collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let ids = crate::btf::typedef_ids(std::path::Path::new(crate::btf::VMLINUX), &names)?;
-        let pairs: Vec<(&str, u32)> = names.iter().copied().zip(ids).collect();
+        let ids = btf_probe_ids()?;
+        let pairs: Vec<(&str, u32)> = ids.iter().map(|(n, id)| (n.as_str(), *id)).collect();
         let btf = &crate::btf::stand_in(&pairs)?;
         let wanted = Job::all();
         for &job in &wanted {
