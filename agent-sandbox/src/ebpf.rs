@@ -536,3 +536,31 @@ impl Observer {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// `MAP_NAMES` and the program lists are written by hand; leftover detection relies on
+    /// them naming every map and program of the object, so they are checked against it.
+    #[test]
+    fn the_name_lists_match_the_object() {
+        let obj = aya_obj::Object::parse(OBJECT).expect("the built object parses");
+        let maps: BTreeSet<&str> = obj
+            .maps
+            .keys()
+            .map(String::as_str)
+            .filter(|m| !m.starts_with('.'))
+            .collect();
+        assert_eq!(maps, MAP_NAMES.iter().copied().collect::<BTreeSet<_>>());
+        let programs: BTreeSet<&str> = obj.programs.keys().map(String::as_str).collect();
+        let listed: BTreeSet<&str> = BTF_PROBES
+            .iter()
+            .map(|(p, _)| *p)
+            .chain(PROBES.iter().map(|(p, _, _)| *p))
+            .chain(SOCK_PROGRAMS.iter().copied())
+            .collect();
+        assert_eq!(programs, listed);
+    }
+}
