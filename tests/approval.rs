@@ -431,6 +431,10 @@ fn git_force_push_to_a_local_bare_repository_is_held() {
             .args(args)
             .current_dir(dir)
             .env("HOME", &se.s.dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .output()
             .unwrap();
@@ -444,29 +448,12 @@ fn git_force_push_to_a_local_bare_repository_is_held() {
     let repo = se.ws.clone();
     fs::remove_dir_all(repo.join(".git")).unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "user.name=t",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "one",
-        ],
-    );
+    git(&repo, &["commit", "-q", "--allow-empty", "-m", "one"]);
     git(&repo, &["remote", "add", "origin", bare.to_str().unwrap()]);
     git(&repo, &["push", "-q", "origin", "main"]);
     git(
         &repo,
         &[
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "user.name=t",
             "commit",
             "-q",
             "--amend",
