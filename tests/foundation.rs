@@ -819,3 +819,59 @@ print("done")
         "no record of the script lost its path"
     );
 }
+
+/// The supervisor learns the agent's pid in `spawn`'s `on_clone` callback; the agent must not
+/// run before that, or its first events (its own exec) arrive from a pid the supervisor does
+/// not know yet and are shown without their ancestry. The callback here is slow on purpose
+/// and creates a file only at its end: the child sees that file only if it waited.
+#[test]
+fn the_agent_waits_until_the_supervisor_knows_its_pid() {
+    use agent_sandbox::cgroup::{Cgroup2Mount, SessionCgroup};
+    use agent_sandbox::launch::{self, ChildSetup};
+    use std::os::fd::OwnedFd;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    require_root();
+    let scratch = Scratch::new("go-ahead");
+    let flag = scratch.path("on_clone-ran");
+    let cgroup = SessionCgroup::create(&Cgroup2Mount::find().expect("cgroup2 mount"))
+        .expect("creating a cgroup");
+    let dir: OwnedFd = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
+        .open(cgroup.path())
+        .expect("opening the cgroup")
+        .into();
+    let setup = ChildSetup {
+        cgroup_dir: dir,
+        tty: None,
+        uid: 0,
+        gid: 0,
+        groups: vec![0],
+        gate: None,
+        detach: None,
+    };
+    let argv: Vec<std::ffi::OsString> = ["sh", "-c", "test -e \"$1\"", "sh"]
+        .iter()
+        .map(Into::into)
+        .chain([flag.clone().into_os_string()])
+        .collect();
+    let seen = std::sync::atomic::AtomicI32::new(0);
+    let child = launch::spawn(Path::new("/bin/sh"), &argv, &[], &setup, &|pid| {
+        std::thread::sleep(Duration::from_millis(300));
+        seen.store(pid, std::sync::atomic::Ordering::SeqCst);
+        fs::write(&flag, b"").expect("creating the flag");
+    });
+    let status = child
+        .as_ref()
+        .ok()
+        .map(|c| launch::reap(&c.pidfd).expect("reaping the child"));
+    cgroup.destroy().expect("removing the cgroup");
+    let child = child.expect("spawn");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), child.pid);
+    assert_eq!(
+        status,
+        Some(0),
+        "the child ran its command before on_clone had finished"
+    );
+}

@@ -320,7 +320,8 @@ fn cstring(s: &std::ffi::OsStr) -> Result<CString, SpawnError> {
 }
 
 /// Starts `program` with `argv` and `env` inside the session cgroup, set up by `setup`;
-/// `on_clone` gets the child's pid as soon as it exists, before its exec.
+/// `on_clone` gets the child's pid as soon as it exists; the child waits for it to return
+/// before it does anything else, so nothing it does can be reported from an unknown pid.
 ///
 /// The child is created directly in the cgroup with `clone3(CLONE_INTO_CGROUP)`: moving a
 /// running process by writing `cgroup.procs` waits for an RCU grace period (about 10 ms here),
@@ -363,6 +364,14 @@ pub fn spawn(
     }
     // SAFETY: both descriptors were just created and are owned here only.
     let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+    // The go-ahead: the child waits on it until `on_clone` has run, so observers know its
+    // pid before anything it does can be reported.
+    // SAFETY: as above.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SpawnError::Clone(io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors were just created and are owned here only.
+    let (go_rd, go_wr) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
 
     let mut pidfd: RawFd = -1;
     let mut cl = CloneArgs {
@@ -392,6 +401,19 @@ pub fn spawn(
                 libc::write(wr.as_raw_fd(), msg.as_ptr().cast(), msg.len());
                 libc::_exit(127)
             };
+            // Our copy of the write end goes first, so a supervisor that dies before its
+            // go-ahead leaves end-of-file here, and the child never runs the command.
+            libc::close(go_wr.as_raw_fd());
+            let mut go = 0u8;
+            loop {
+                let n = libc::read(go_rd.as_raw_fd(), (&raw mut go).cast(), 1);
+                if n == 1 {
+                    break;
+                }
+                if n == 0 || errno() != libc::EINTR {
+                    libc::_exit(127);
+                }
+            }
             if let Err((step, err)) = setup.apply() {
                 report(step, err);
             }
@@ -403,10 +425,23 @@ pub fn spawn(
         return Err(SpawnError::Clone(io::Error::last_os_error()));
     }
     let pid = pid as i32;
-    // Before the child's exec can complete (the gate may hold it): observers learn its pid.
+    // Observers learn the child's pid before it may go on (see the go-ahead above).
     on_clone(pid);
     // SAFETY: CLONE_PIDFD stored a new descriptor owned by nobody else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(go_rd);
+    // SAFETY: writing one byte from our own buffer to our own pipe.
+    let sent = unsafe { libc::write(go_wr.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    if sent != 1 {
+        let err = io::Error::last_os_error();
+        // The child exits on end-of-file once our end is closed; reap it before reporting.
+        drop(go_wr);
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        return Err(SpawnError::Clone(err));
+    }
+    drop(go_wr);
     drop(wr);
     let mut msg = [0u8; 8];
     let n = loop {
