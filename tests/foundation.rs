@@ -820,6 +820,65 @@ print("done")
     );
 }
 
+/// The probes read the acting task's ids, uid and name straight from its `task_struct`, at
+/// offsets taken from the kernel's BTF: an open by a named worker thread of a process run as
+/// nobody carries that thread's id, the process's id, nobody's uid and the thread's own name.
+#[test]
+fn records_carry_the_acting_threads_ids_and_name() {
+    require_root();
+    let s = Scratch::new("thread-header");
+    let ev = s.path("events.jsonl");
+    let target = s.path("opened-by-a-thread");
+    fs::write(&target, "x").unwrap();
+    let ids = s.path("ids");
+    fs::write(&ids, "").unwrap();
+    std::os::unix::fs::chown(&ids, Some(NOBODY), Some(NOBODY)).unwrap();
+    let script = script_file(
+        &s.dir,
+        r#"
+import os, sys, threading
+def work():
+    tid = threading.get_native_id()
+    with open(f"/proc/self/task/{tid}/comm", "w") as f:
+        f.write("opener")
+    os.close(os.open(sys.argv[1], os.O_RDONLY))
+    with open(sys.argv[2], "w") as f:
+        f.write(f"{os.getpid()} {tid}")
+t = threading.Thread(target=work)
+t.start()
+t.join()
+"#,
+    );
+    let out = run_with_deadline(
+        sandbox(
+            &["--user", "nobody", "--events", ev.to_str().unwrap()],
+            &[
+                "/usr/bin/python3",
+                script.to_str().unwrap(),
+                target.to_str().unwrap(),
+                ids.to_str().unwrap(),
+            ],
+        ),
+        LONG,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let written = fs::read_to_string(&ids).unwrap();
+    let (pid, tid) = written
+        .split_once(' ')
+        .map(|(p, t)| (p.parse::<u64>().unwrap(), t.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("the script wrote {written:?}"));
+    assert_ne!(pid, tid, "the worker is a thread of its own");
+    let events = read_events(&ev);
+    let open = of_kind(&events, "open")
+        .into_iter()
+        .find(|e| e["fields"]["path"] == target.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no open of {} in {events:#?}", target.display()));
+    assert_eq!(open["pid"], pid, "{open}");
+    assert_eq!(open["tid"], tid, "{open}");
+    assert_eq!(open["uid"], NOBODY, "{open}");
+    assert_eq!(open["comm"], "opener", "{open}");
+}
+
 /// The supervisor learns the agent's pid in `spawn`'s `on_clone` callback; the agent must not
 /// run before that, or its first events (its own exec) arrive from a pid the supervisor does
 /// not know yet and are shown without their ancestry. The callback here is slow on purpose

@@ -367,16 +367,80 @@ pub struct Config {
     /// Offset of `group_dead` in the `sched_process_exit` record, or `u32::MAX` when the kernel
     /// does not have that field (then the exit of the thread-group leader counts).
     pub exit_group_dead_off: u32,
-    /// Ring-buffer fill level (bytes) above which a submit wakes the reader. Below it the
-    /// reader finds records on its periodic poll, which saves a wakeup per event.
+    /// Bytes of high-rate records a CPU writes between two wakeups of the reader. In between,
+    /// the reader finds records on its periodic poll, which saves a wakeup per event.
     pub wakeup_bytes: u64,
     /// Non-zero in allow-list mode: a connection no rule allows is refused.
     pub net_default_deny: u32,
     pub _pad: u32,
 }
 
+/// Byte offsets of the kernel structure fields that the tracing probes load directly from the
+/// current task (`bpf_get_current_task_btf()`), instead of asking a helper for each (on this
+/// kind of machine every helper call's return is costly, see the README's Performance).
+///
+/// Rust eBPF has no CO-RE relocations, so nothing here is compiled in: the supervisor reads
+/// each offset from the running kernel's BTF ([`TaskOffsets::FIELDS`]) and writes the struct
+/// into the probes' read-only data before loading them. The verifier then sees every offset
+/// as a constant and checks each load against the kernel's own types: an offset that does not
+/// land on the right field makes the load fail, never a wrong read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOffsets {
+    /// `task_struct.pid` (the thread id).
+    pub task_pid: u32,
+    /// `task_struct.tgid` (the process id).
+    pub task_tgid: u32,
+    /// `task_struct.comm`.
+    pub task_comm: u32,
+    /// `task_struct.cred` (the subjective credentials, as `current_uid()` reads them).
+    pub task_cred: u32,
+    /// `task_struct.cgroups` (the task's `css_set`).
+    pub task_cgroups: u32,
+    /// `cred.uid`.
+    pub cred_uid: u32,
+    /// `css_set.dfl_cgrp` (the task's cgroup on the v2 hierarchy).
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.kn` (the cgroup's directory).
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id` (the cgroup id that `bpf_get_current_cgroup_id` returns).
+    pub kernfs_node_id: u32,
+}
+
+impl TaskOffsets {
+    /// The fields in declaration order, as `(struct, member)` names in the kernel's BTF.
+    pub const FIELDS: [(&'static str, &'static str); 9] = [
+        ("task_struct", "pid"),
+        ("task_struct", "tgid"),
+        ("task_struct", "comm"),
+        ("task_struct", "cred"),
+        ("task_struct", "cgroups"),
+        ("cred", "uid"),
+        ("css_set", "dfl_cgrp"),
+        ("cgroup", "kn"),
+        ("kernfs_node", "id"),
+    ];
+
+    /// Builds the struct from offsets listed in the order of [`TaskOffsets::FIELDS`].
+    pub const fn from_array(o: [u32; 9]) -> Self {
+        Self {
+            task_pid: o[0],
+            task_tgid: o[1],
+            task_comm: o[2],
+            task_cred: o[3],
+            task_cgroups: o[4],
+            cred_uid: o[5],
+            css_set_dfl_cgrp: o[6],
+            cgroup_kn: o[7],
+            kernfs_node_id: o[8],
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: plain-old-data, #[repr(C)], nine u32 without padding.
+    unsafe impl aya::Pod for super::TaskOffsets {}
     // SAFETY: plain-old-data, #[repr(C)], no padding (see the layout tests).
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
@@ -410,6 +474,7 @@ mod layout {
         );
         assert_eq!(size_of::<ForkEvent>(), size_of::<EventHeader>() + 8);
         assert_eq!(size_of::<Config>(), 8 + 4 * 4 + 8 + 8);
+        assert_eq!(size_of::<TaskOffsets>(), 4 * TaskOffsets::FIELDS.len());
         assert_eq!(size_of::<NetPortRule>(), 8);
         assert_eq!(size_of::<NetRules>(), 8 + 8 * NET_PORT_SLOTS);
         assert_eq!(

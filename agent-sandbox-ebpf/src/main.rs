@@ -37,16 +37,16 @@ use agent_sandbox_common::{
     ADDR_LEN, ARG_LEN, ARGV_SOFT_CAP, COMM_LEN, Config, ConnectEvent, EventHeader, EventKind,
     ExecEvent, ExecResultEvent, ExitEvent, FLAG_READ_ERROR, FLAG_TRUNCATED, ForkEvent, KIND_SLOTS,
     MAX_ARGS, NET_ACTION_DENY, NET_PORT_SLOTS, NET_PROTO_TCP, NET_PROTO_UDP, NET_RULE_DEFAULT,
-    NetRefusedEvent, NetRules, OpenEvent, PATH_LEN, PathOpEvent, SignalEvent, net_hook, ptrace_req,
-    syscall,
+    NetRefusedEvent, NetRules, OpenEvent, PATH_LEN, PathOpEvent, SignalEvent, TaskOffsets,
+    net_hook, ptrace_req, syscall,
 };
 use aya_ebpf::{
     bindings::pt_regs,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_user,
         generated::{
-            bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
-            bpf_probe_read_user_str,
+            bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_task_btf,
+            bpf_ktime_get_boot_ns, bpf_probe_read_user_str,
         },
     },
     macros::{btf_tracepoint, cgroup_sock_addr, map, tracepoint},
@@ -67,7 +67,6 @@ const DEFERRED_INFLIGHT: u32 = 8192;
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
-const BPF_RB_AVAIL_DATA: u64 = 0;
 const CLONE_THREAD: u64 = 0x0001_0000;
 const AT_FDCWD: i32 = -100;
 const EPERM: i64 = 1;
@@ -136,12 +135,104 @@ struct Deferred {
 #[map]
 static CLONE_FLAGS: HashMap<u32, u64> = HashMap::with_max_entries(CLONE_INFLIGHT, 0);
 
-/// The session's configuration when the current task belongs to the session, `None` otherwise.
+/// Where the fields [`Task`] reads sit in the running kernel's structures: written by the
+/// supervisor from the kernel's BTF before loading (read-only data, so the verifier sees each
+/// offset as a constant and checks every load against the kernel's types).
+#[unsafe(no_mangle)]
+static TASK_OFFSETS: TaskOffsets = TaskOffsets::from_array([0; 9]);
+
+/// Bytes of records each CPU has written since it last woke the reader (see [`lazy_wakeup`]).
+#[map]
+static WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The current task, BTF-typed (`bpf_get_current_task_btf`): its pid, uid, comm and cgroup are
+/// plain loads at [`TASK_OFFSETS`], one helper call where asking for them took four. On this
+/// kind of machine a helper call's return is what a probe mostly pays for.
+#[derive(Clone, Copy)]
+struct Task(*const u8);
+
+impl Task {
+    #[inline(always)]
+    fn current() -> Self {
+        // SAFETY: plain helper call, always valid in a tracing program.
+        Self(
+            unsafe { bpf_get_current_task_btf() }
+                .cast::<u8>()
+                .cast_const(),
+        )
+    }
+
+    /// The `T` at `*off` bytes into the structure at `base`.
+    ///
+    /// # Safety
+    /// `base` must be a BTF-typed kernel pointer (the verifier then checks the load against
+    /// the field's type and makes it fault-tolerant) and `off` a field of [`TASK_OFFSETS`].
+    #[inline(always)]
+    unsafe fn load<T: Copy>(base: *const u8, off: &u32) -> T {
+        // SAFETY: see above; the volatile read keeps the offset a load from read-only data,
+        // which the verifier turns into a constant.
+        unsafe { *base.add(read_volatile(off) as usize).cast::<T>() }
+    }
+
+    /// `pid` (thread id) and `tgid` (process id).
+    #[inline(always)]
+    fn ids(self) -> (u32, u32) {
+        // SAFETY: `self.0` is the current task_struct; the offsets are its fields.
+        unsafe {
+            (
+                Self::load(self.0, &TASK_OFFSETS.task_pid),
+                Self::load(self.0, &TASK_OFFSETS.task_tgid),
+            )
+        }
+    }
+
+    /// `cred->uid`, as `bpf_get_current_uid_gid` returns it.
+    #[inline(always)]
+    fn uid(self) -> u32 {
+        // SAFETY: as in `ids`; `cred` is a pointer field, which the verifier types.
+        unsafe {
+            let cred: *const u8 = Self::load(self.0, &TASK_OFFSETS.task_cred);
+            Self::load(cred, &TASK_OFFSETS.cred_uid)
+        }
+    }
+
+    /// Copies `comm` into `dst` as two 8-byte loads.
+    #[inline(always)]
+    fn comm_into(self, dst: *mut [u8; COMM_LEN]) {
+        const _: () = assert!(COMM_LEN == 16);
+        // SAFETY: as in `ids`; `dst` is 16 bytes at an 8-byte aligned offset of a record.
+        unsafe {
+            let comm = self.0.add(read_volatile(&TASK_OFFSETS.task_comm) as usize);
+            let d = dst.cast::<u64>();
+            *d = *comm.cast::<u64>();
+            *d.add(1) = *comm.add(8).cast::<u64>();
+        }
+    }
+
+    /// The id of the task's cgroup on the v2 hierarchy (`cgroups->dfl_cgrp->kn->id`).
+    #[inline(always)]
+    fn cgroup_id(self) -> u64 {
+        // SAFETY: as in `ids`; each step is a pointer field, typed by the verifier.
+        unsafe {
+            let css_set: *const u8 = Self::load(self.0, &TASK_OFFSETS.task_cgroups);
+            let cgroup: *const u8 = Self::load(css_set, &TASK_OFFSETS.css_set_dfl_cgrp);
+            let kn: *const u8 = Self::load(cgroup, &TASK_OFFSETS.cgroup_kn);
+            Self::load(kn, &TASK_OFFSETS.kernfs_node_id)
+        }
+    }
+}
+
+/// The session's configuration when task `t` belongs to the session, `None` otherwise.
 #[inline(always)]
-fn session() -> Option<&'static Config> {
+fn session(t: Task) -> Option<&'static Config> {
     let cfg = CONFIG.get(0)?;
     if cfg.session_cgroup_id == 0 {
         return None;
+    }
+    // Every agent process sits in the session cgroup itself (it cannot create cgroups); the
+    // helper below answers for descendants of it and for everything else on the machine.
+    if t.cgroup_id() == cfg.session_cgroup_id {
+        return Some(cfg);
     }
     // SAFETY: plain helper call; the level is a small integer written by the supervisor.
     let id = unsafe { bpf_get_current_ancestor_cgroup_id(cfg.session_cgroup_level as i32) };
@@ -161,24 +252,51 @@ fn count_lost(kind: EventKind) {
     }
 }
 
-/// Wakeup flag for high-rate events (`size` = this record's size): wake the reader only when
-/// this record takes the unread data across `cfg.wakeup_bytes`. Waking on every record above
-/// the threshold would cost an interrupt per event exactly when the reader is already behind;
-/// the reader drains everything once woken, and also polls, so nothing stays unread for longer
-/// than its poll interval.
+/// Wakeup flag for high-rate events (`size` = this record's size): wake the reader once this
+/// CPU has written `cfg.wakeup_bytes` since it last did. Waking on every record would cost an
+/// interrupt per event; the reader drains everything once woken, and also polls, so nothing
+/// stays unread for longer than its poll interval. A per-CPU count, not the ring's fill level:
+/// asking the ring is a helper call, and this runs for every open.
 #[inline(always)]
 fn lazy_wakeup(cfg: &Config, size: usize) -> u64 {
-    let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
-    if avail >= cfg.wakeup_bytes && avail < cfg.wakeup_bytes + size as u64 + 8 {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
+    let Some(written) = WAKE.get_ptr_mut(0) else {
+        return BPF_RB_FORCE_WAKEUP;
+    };
+    // SAFETY: this CPU's slot; tracing programs run with preemption disabled, and a nested
+    // run on this CPU is skipped by the kernel, so only this run writes it meanwhile.
+    unsafe {
+        let n = *written + size as u64;
+        if n >= cfg.wakeup_bytes {
+            *written = 0;
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            *written = n;
+            BPF_RB_NO_WAKEUP
+        }
     }
 }
 
-/// Fills the common header. `h` points into a reserved ring-buffer record.
+/// Fills the common header from task `t`. `h` points into a reserved ring-buffer record or a
+/// staging slot.
 #[inline(always)]
-unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, syscall: u32) {
+unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, syscall: u32, t: Task) {
+    let (tid, pid) = t.ids();
+    // SAFETY: `h` is a valid, exclusively owned pointer into a record.
+    unsafe {
+        (*h).ktime_ns = bpf_ktime_get_boot_ns();
+        (*h).kind = kind as u32;
+        (*h).tid = tid;
+        (*h).pid = pid;
+        (*h).uid = t.uid();
+        (*h).flags = 0;
+        (*h).syscall = syscall;
+        t.comm_into(&raw mut (*h).comm);
+    }
+}
+
+/// [`fill_header`] for the cgroup sock_addr programs, which may not read the task directly.
+#[inline(always)]
+unsafe fn fill_header_sock(h: *mut EventHeader, kind: EventKind) {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: `h` is a valid, exclusively owned pointer into a ring-buffer reservation.
     unsafe {
@@ -188,7 +306,7 @@ unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, syscall: u32) {
         (*h).pid = (pid_tgid >> 32) as u32;
         (*h).uid = bpf_get_current_uid_gid() as u32;
         (*h).flags = 0;
-        (*h).syscall = syscall;
+        (*h).syscall = 0;
         // Straight into the record (the helper zero-fills on failure): going through a
         // returned array costs a stack copy byte by byte and a memset call.
         bpf_get_current_comm((&raw mut (*h).comm).cast::<c_void>(), COMM_LEN as u32);
@@ -260,15 +378,16 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
 }
 
 fn try_sys_enter(ctx: &BtfTracePointContext, sc: u32) -> Result<(), i64> {
-    let cfg = session().ok_or(0)?;
+    let t = Task::current();
+    let cfg = session(t).ok_or(0)?;
     // SAFETY: the pointer comes from the tracepoint.
     let Some(a) = (unsafe { syscall_args(ctx.arg(0)) }) else {
         return Ok(());
     };
     match sc {
-        syscall::EXECVE | syscall::EXECVEAT => try_exec(sc, &a),
-        syscall::OPEN => open(cfg, sc, AT_FDCWD as u64, a[0], a[1] & 0xffff_ffff, a[2]),
-        syscall::OPENAT => open(cfg, sc, a[0], a[1], a[2] & 0xffff_ffff, a[3]),
+        syscall::EXECVE | syscall::EXECVEAT => try_exec(sc, &a, t),
+        syscall::OPEN => open(cfg, t, sc, AT_FDCWD as u64, a[0], a[1] & 0xffff_ffff, a[2]),
+        syscall::OPENAT => open(cfg, t, sc, a[0], a[1], a[2] & 0xffff_ffff, a[3]),
         syscall::OPENAT2 => {
             // struct open_how { u64 flags; u64 mode; u64 resolve; }
             let how = a[2] as *const u64;
@@ -279,14 +398,19 @@ fn try_sys_enter(ctx: &BtfTracePointContext, sc: u32) -> Result<(), i64> {
                     bpf_probe_read_user(how.add(1)).unwrap_or(0),
                 )
             };
-            open(cfg, sc, a[0], a[1], f, m)
+            open(cfg, t, sc, a[0], a[1], f, m)
         }
-        syscall::CONNECT => try_connect(cfg, a[0] as i32, a[1] as *const u8, a[2] as u32),
-        syscall::UNLINK | syscall::RMDIR => path_op(cfg, sc, [AT_FDCWD as u64, a[0], 0, 0, 0]),
-        syscall::UNLINKAT => path_op(cfg, sc, [a[0], a[1], 0, 0, a[2]]),
-        syscall::RENAME => path_op(cfg, sc, [AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0]),
-        syscall::RENAMEAT => path_op(cfg, sc, [a[0], a[1], a[2], a[3], 0]),
-        syscall::RENAMEAT2 => path_op(cfg, sc, [a[0], a[1], a[2], a[3], a[4]]),
+        syscall::CONNECT => try_connect(cfg, t, a[0] as i32, a[1] as *const u8, a[2] as u32),
+        syscall::UNLINK | syscall::RMDIR => path_op(cfg, t, sc, [AT_FDCWD as u64, a[0], 0, 0, 0]),
+        syscall::UNLINKAT => path_op(cfg, t, sc, [a[0], a[1], 0, 0, a[2]]),
+        syscall::RENAME => path_op(
+            cfg,
+            t,
+            sc,
+            [AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0],
+        ),
+        syscall::RENAMEAT => path_op(cfg, t, sc, [a[0], a[1], a[2], a[3], 0]),
+        syscall::RENAMEAT2 => path_op(cfg, t, sc, [a[0], a[1], a[2], a[3], a[4]]),
         syscall::CLONE => {
             note_clone(a[0]);
             Ok(())
@@ -339,10 +463,11 @@ fn try_sys_exit(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
 
 /// The arguments of the current syscall at its exit, for a task of the session in 64-bit mode.
 #[inline(always)]
-fn exit_args(regs: *const pt_regs) -> Option<(&'static Config, [u64; 6])> {
-    let cfg = session()?;
+fn exit_args(regs: *const pt_regs) -> Option<(&'static Config, [u64; 6], Task)> {
+    let t = Task::current();
+    let cfg = session(t)?;
     // SAFETY: the pointer comes from the tracepoint.
-    Some((cfg, unsafe { syscall_args(regs) }?))
+    Some((cfg, unsafe { syscall_args(regs) }?, t))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -352,7 +477,7 @@ fn exit_args(regs: *const pt_regs) -> Option<(&'static Config, [u64; 6])> {
 /// ptrace attach/seize. A process signalling itself (raise, abort, Go's preemption signals) is
 /// not reported.
 fn try_signal(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
-    let (_, a) = exit_args(regs).ok_or(0)?;
+    let (_, a, t) = exit_args(regs).ok_or(0)?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let (me, me_tid) = ((pid_tgid >> 32) as i32, pid_tgid as i32);
     let (target, tid, sig) = match sc {
@@ -381,7 +506,7 @@ fn try_signal(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Signal, sc);
+        fill_header(&raw mut (*ev).header, EventKind::Signal, sc, t);
         (*ev).ret = ret;
         (*ev).target = target;
         (*ev).target_tid = tid;
@@ -404,7 +529,7 @@ fn try_denied(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
     if ret != -EACCES && ret != -EPERM && !(sc == syscall::CLONE3 && ret == -ENOSYS) {
         return Ok(());
     }
-    let (cfg, a) = exit_args(regs).ok_or(0)?;
+    let (cfg, a, t) = exit_args(regs).ok_or(0)?;
     let cwd = AT_FDCWD as u64;
     // [dirfd, path, target dirfd, target path, flags]
     let v: [u64; 5] = match sc {
@@ -442,14 +567,14 @@ fn try_denied(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
         sc,
         v: [v[0], v[1], v[2], v[3], v[4], ret as u64],
     };
-    emit_path_op(cfg, &args, false)
+    emit_path_op(cfg, t, &args, false)
 }
 
 // ---------------------------------------------------------------------------------------------
 // exec
 
 /// execve(filename, argv, envp) or execveat(dirfd, filename, argv, envp, flags).
-fn try_exec(sc: u32, a: &[u64; 6]) -> Result<(), i64> {
+fn try_exec(sc: u32, a: &[u64; 6], t: Task) -> Result<(), i64> {
     let (dirfd, filename, argv, exec_flags) = if sc == syscall::EXECVEAT {
         (a[0] as i32, a[1], a[2], a[4])
     } else {
@@ -464,7 +589,7 @@ fn try_exec(sc: u32, a: &[u64; 6]) -> Result<(), i64> {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation, valid for size_of::<ExecEvent>() bytes until submit.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Exec, sc);
+        fill_header(&raw mut (*ev).header, EventKind::Exec, sc, t);
         (*ev).dirfd = dirfd;
         (*ev).exec_flags = exec_flags as u32;
         let mut flags = read_user_str(&raw mut (*ev).filename, filename);
@@ -509,7 +634,8 @@ fn try_exec(sc: u32, a: &[u64; 6]) -> Result<(), i64> {
 }
 
 fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
-    session().ok_or(0)?;
+    let t = Task::current();
+    session(t).ok_or(0)?;
     let Some(mut entry) = EVENTS.reserve::<ExecResultEvent>(0) else {
         count_lost(EventKind::ExecResult);
         return Err(-1);
@@ -517,7 +643,7 @@ fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::ExecResult, sc);
+        fill_header(&raw mut (*ev).header, EventKind::ExecResult, sc, t);
         (*ev).ret = ret;
     }
     entry.submit(0);
@@ -528,8 +654,16 @@ fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
 // open
 
 #[inline(always)]
-fn open(cfg: &Config, sc: u32, dirfd: u64, path: u64, flags: u64, mode: u64) -> Result<(), i64> {
-    emit_open(cfg, sc, [dirfd, path, flags, mode], true, STAGE_ENTER)
+fn open(
+    cfg: &Config,
+    t: Task,
+    sc: u32,
+    dirfd: u64,
+    path: u64,
+    flags: u64,
+    mode: u64,
+) -> Result<(), i64> {
+    emit_open(cfg, t, sc, [dirfd, path, flags, mode], true, STAGE_ENTER)
 }
 
 /// Emits an open event from captured arguments `v` = [dirfd, path, flags, mode]. When the
@@ -543,14 +677,21 @@ fn open(cfg: &Config, sc: u32, dirfd: u64, path: u64, flags: u64, mode: u64) -> 
 /// 584 of a whole `OpenEvent`: fewer cache lines written per record, fewer for the reader,
 /// and a ring that fills five times more slowly. [`Deferred`] exists only when parking.
 #[inline(always)]
-fn emit_open(cfg: &Config, sc: u32, v: [u64; 4], may_defer: bool, slot: u32) -> Result<(), i64> {
+fn emit_open(
+    cfg: &Config,
+    t: Task,
+    sc: u32,
+    v: [u64; 4],
+    may_defer: bool,
+    slot: u32,
+) -> Result<(), i64> {
     let ev = OPEN_STAGING.get_ptr_mut(slot).ok_or(-1i64)?;
     // SAFETY: `ev` is this CPU's staging slot for this program; the program cannot be
     // re-entered on this CPU while it runs (the kernel skips a nested run), and syscall
     // tracepoint programs run with preemption disabled, so nothing else writes it meanwhile.
     // The path is read through the fault-tolerant helper.
     let (flags, len) = unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Open, sc);
+        fill_header(&raw mut (*ev).header, EventKind::Open, sc, t);
         (*ev).dirfd = v[0] as i32;
         (*ev).open_flags = v[2];
         (*ev).mode = v[3] as u32;
@@ -644,24 +785,26 @@ fn try_replay() -> Result<(), i64> {
     if DEFERRED.remove(tid).is_ok() {
         add_deferred(count, u64::MAX);
     }
-    let cfg = session().ok_or(0)?;
+    let t = Task::current();
+    let cfg = session(t).ok_or(0)?;
     if a.kind == EventKind::Open as u32 {
         emit_open(
             cfg,
+            t,
             a.sc,
             [a.v[0], a.v[1], a.v[2], a.v[3]],
             false,
             STAGE_EXIT,
         )
     } else {
-        emit_path_op(cfg, &a, false)
+        emit_path_op(cfg, t, &a, false)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // connect
 
-fn try_connect(cfg: &Config, fd: i32, sa: *const u8, addrlen: u32) -> Result<(), i64> {
+fn try_connect(cfg: &Config, t: Task, fd: i32, sa: *const u8, addrlen: u32) -> Result<(), i64> {
     // SAFETY: user memory through the fault-tolerant helper.
     let family: u16 = unsafe { bpf_probe_read_user(sa.cast::<u16>()) }.map_err(|e| e as i64)?;
 
@@ -672,7 +815,12 @@ fn try_connect(cfg: &Config, fd: i32, sa: *const u8, addrlen: u32) -> Result<(),
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation; user reads go through the fault-tolerant helper.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Connect, syscall::CONNECT);
+        fill_header(
+            &raw mut (*ev).header,
+            EventKind::Connect,
+            syscall::CONNECT,
+            t,
+        );
         (*ev).fd = fd;
         (*ev).family = family;
         (*ev).addrlen = addrlen;
@@ -719,19 +867,19 @@ fn try_connect(cfg: &Config, fd: i32, sa: *const u8, addrlen: u32) -> Result<(),
 
 /// `v` = [dirfd, path, target dirfd, target path (0 when none), flags].
 #[inline(always)]
-fn path_op(cfg: &Config, sc: u32, v: [u64; 5]) -> Result<(), i64> {
+fn path_op(cfg: &Config, t: Task, sc: u32, v: [u64; 5]) -> Result<(), i64> {
     let args = Deferred {
         kind: EventKind::PathOp as u32,
         sc,
         v: [v[0], v[1], v[2], v[3], v[4], 0],
     };
-    emit_path_op(cfg, &args, true)
+    emit_path_op(cfg, t, &args, true)
 }
 
 /// Emits a deletion/rename event (or, for `a.kind == Denied`, a refused path call whose
 /// result is `a.v[5]`) from captured arguments (see [`emit_open`] for deferral).
 #[inline(always)]
-fn emit_path_op(cfg: &Config, a: &Deferred, may_defer: bool) -> Result<(), i64> {
+fn emit_path_op(cfg: &Config, t: Task, a: &Deferred, may_defer: bool) -> Result<(), i64> {
     let kind = if a.kind == EventKind::Denied as u32 {
         EventKind::Denied
     } else {
@@ -744,7 +892,7 @@ fn emit_path_op(cfg: &Config, a: &Deferred, may_defer: bool) -> Result<(), i64> 
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation; paths are read through the fault-tolerant helper.
     let flags = unsafe {
-        fill_header(&raw mut (*ev).header, kind, a.sc);
+        fill_header(&raw mut (*ev).header, kind, a.sc, t);
         (*ev).dirfd1 = a.v[0] as i32;
         (*ev).dirfd2 = a.v[2] as i32;
         (*ev).op_flags = a.v[4] as u32;
@@ -785,7 +933,8 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 }
 
 fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
-    let cfg = session().ok_or(0)?;
+    let t = Task::current();
+    let cfg = session(t).ok_or(0)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the map value is a plain u64 that only this thread writes.
     let clone_flags = unsafe { CLONE_FLAGS.get(tid) }.copied().unwrap_or(0);
@@ -803,7 +952,7 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Fork, 0);
+        fill_header(&raw mut (*ev).header, EventKind::Fork, 0, t);
         (*ev).child_pid = child as u32;
         (*ev)._pad = 0;
     }
@@ -818,7 +967,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
-    let cfg = session().ok_or(0)?;
+    let t = Task::current();
+    let cfg = session(t).ok_or(0)?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let last = if cfg.exit_group_dead_off == u32::MAX {
         pid_tgid as u32 == (pid_tgid >> 32) as u32
@@ -835,7 +985,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
-    unsafe { fill_header(&raw mut (*ev).header, EventKind::Exit, 0) };
+    unsafe { fill_header(&raw mut (*ev).header, EventKind::Exit, 0, t) };
     entry.submit(0);
     Ok(())
 }
@@ -1000,7 +1150,7 @@ fn report_refusal(rule: u32, hook: u32, family: u16, port: u16, protocol: u32, a
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation, written only inside this block.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::NetRefused, 0);
+        fill_header_sock(&raw mut (*ev).header, EventKind::NetRefused);
         (*ev).rule = rule;
         (*ev).hook = hook;
         (*ev).family = family;

@@ -10,6 +10,9 @@
 //! ([`stand_in`]) in which those typedefs sit at the kernel's ids and every other type is a
 //! placeholder. aya looks the id up by name in it and passes it to the kernel, which checks the
 //! program against its own, real BTF.
+//!
+//! The same pass finds the offsets of the few `task_struct` (and related) fields that the
+//! probes load directly (see `agent_sandbox_common::TaskOffsets`).
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
@@ -22,6 +25,7 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 const MAGIC: u16 = 0xeb9f;
 /// `BTF_KIND_*` values used here.
 const KIND_PTR: u32 = 2;
+const KIND_STRUCT: u32 = 4;
 const KIND_TYPEDEF: u32 = 8;
 /// Size of `struct btf_type` (name_off, info, size/type).
 const TYPE_HEADER: usize = 12;
@@ -48,13 +52,28 @@ pub enum BtfError {
         /// What did not make sense.
         what: String,
     },
-    /// A wanted typedef is not in the kernel's BTF (the tracepoint does not exist).
-    #[error("{path}: no typedef {name} (the kernel has no tracepoint of that name)")]
+    /// A wanted typedef or struct is not in the kernel's BTF (for a `btf_trace_*` typedef:
+    /// the kernel has no tracepoint of that name).
+    #[error("{path}: no type named {name} (a kernel without it cannot run the probes)")]
     Missing {
         /// The file.
         path: PathBuf,
-        /// The typedef's name.
+        /// The type's name.
         name: String,
+    },
+    /// A kernel structure the probes read lacks a field, or has it somewhere they cannot
+    /// read it from (inside an anonymous struct or union).
+    #[error(
+        "{path}: struct {structure} has no direct member {member}: this kernel's layout is one \
+         agent-sandbox's probes cannot read"
+    )]
+    MissingMember {
+        /// The file.
+        path: PathBuf,
+        /// The struct.
+        structure: String,
+        /// The member.
+        member: String,
     },
     /// aya refused the stand-in BTF.
     #[error("building the stand-in BTF: {0}")]
@@ -94,8 +113,24 @@ fn trailing_bytes(kind: u32, vlen: u32) -> Option<u64> {
     })
 }
 
+/// What [`scan`] found, in the order it was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The type ids of the typedefs asked for.
+    pub typedef_ids: Vec<u32>,
+    /// The byte offsets of the `(struct, member)` pairs asked for.
+    pub member_offsets: Vec<u32>,
+}
+
 /// The BTF type ids of the typedefs named `names`, in that order, read from `path`.
 pub fn typedef_ids(path: &Path, names: &[&str]) -> Result<Vec<u32>, BtfError> {
+    Ok(scan(path, names, &[])?.typedef_ids)
+}
+
+/// One pass over the BTF at `path`: the type ids of the typedefs named `typedefs` and the byte
+/// offsets of the `members`, each a `(struct, member)` pair naming a direct member of a named
+/// struct (not one inside an anonymous struct or union, and not a bitfield).
+pub fn scan(path: &Path, typedefs: &[&str], members: &[(&str, &str)]) -> Result<Found, BtfError> {
     let io = |source| BtfError::Io {
         path: path.to_path_buf(),
         source,
@@ -103,6 +138,10 @@ pub fn typedef_ids(path: &Path, names: &[&str]) -> Result<Vec<u32>, BtfError> {
     let bad = |what: String| BtfError::Malformed {
         path: path.to_path_buf(),
         what,
+    };
+    let missing = |name: String| BtfError::Missing {
+        path: path.to_path_buf(),
+        name,
     };
     let mut file = File::open(path).map_err(io)?;
     let mut raw = [0u8; 24];
@@ -118,7 +157,13 @@ pub fn typedef_ids(path: &Path, names: &[&str]) -> Result<Vec<u32>, BtfError> {
         str_len: u64::from(u32_at(&raw, 20)),
     };
 
-    // 1. The string offsets of the wanted names.
+    // 1. The string offsets of every wanted name (the section is deduplicated: one each).
+    let mut names: Vec<&str> = typedefs.to_vec();
+    for &(st, m) in members {
+        names.extend([st, m]);
+    }
+    names.sort_unstable();
+    names.dedup();
     let mut offsets: Vec<Option<u32>> = vec![None; names.len()];
     file.seek(SeekFrom::Start(h.hdr_len + h.str_off))
         .map_err(io)?;
@@ -132,10 +177,10 @@ pub fn typedef_ids(path: &Path, names: &[&str]) -> Result<Vec<u32>, BtfError> {
             break;
         }
         let name = s.strip_suffix(&[0]).unwrap_or(&s);
-        for (i, want) in names.iter().enumerate() {
-            if offsets[i].is_none() && name == want.as_bytes() {
-                offsets[i] = u32::try_from(at).ok();
-            }
+        if let Ok(i) = names.binary_search_by(|w| w.as_bytes().cmp(name))
+            && offsets[i].is_none()
+        {
+            offsets[i] = u32::try_from(at).ok();
         }
         at += n as u64;
         if offsets.iter().all(Option::is_some) {
@@ -143,23 +188,39 @@ pub fn typedef_ids(path: &Path, names: &[&str]) -> Result<Vec<u32>, BtfError> {
         }
     }
     drop(strings);
-    for (i, o) in offsets.iter().enumerate() {
-        if o.is_none() {
-            return Err(BtfError::Missing {
-                path: path.to_path_buf(),
-                name: names[i].to_string(),
-            });
-        }
-    }
+    let off_of = |name: &str| -> Result<u32, BtfError> {
+        names
+            .binary_search(&name)
+            .ok()
+            .and_then(|i| offsets[i])
+            .ok_or_else(|| missing(name.to_string()))
+    };
+    let typedef_offs = typedefs
+        .iter()
+        .map(|n| off_of(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A member name that is no string at all is reported as that member missing, below.
+    let member_offs: Vec<(u32, Option<u32>)> = members
+        .iter()
+        .map(|&(st, m)| Ok((off_of(st)?, off_of(m).ok())))
+        .collect::<Result<_, BtfError>>()?;
 
-    // 2. The ids of typedefs with those names (type ids start at 1; 0 is void).
-    let mut ids: Vec<Option<u32>> = vec![None; names.len()];
+    // 2. The typedefs' ids (type ids start at 1; 0 is void) and the wanted structs' members.
+    let mut ids: Vec<Option<u32>> = vec![None; typedefs.len()];
+    let mut found: Vec<Option<u32>> = vec![None; members.len()];
+    let mut structs_seen: Vec<u32> = Vec::new();
     file.seek(SeekFrom::Start(h.hdr_len + h.type_off))
         .map_err(io)?;
     let mut types = BufReader::with_capacity(1 << 16, (&mut file).take(h.type_len));
     let mut id: u32 = 0;
     let mut t = [0u8; TYPE_HEADER];
-    while ids.iter().any(Option::is_none) {
+    let mut m = Vec::new();
+    let wanted_struct = |name_off: u32| member_offs.iter().any(|&(st, _)| st == name_off);
+    while ids.iter().any(Option::is_none)
+        || member_offs
+            .iter()
+            .any(|&(st, _)| !structs_seen.contains(&st))
+    {
         if let Err(e) = types.read_exact(&mut t) {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 break;
@@ -169,34 +230,79 @@ pub fn typedef_ids(path: &Path, names: &[&str]) -> Result<Vec<u32>, BtfError> {
         id += 1;
         let (name_off, info) = (u32_at(&t, 0), u32_at(&t, 4));
         let kind = (info >> 24) & 0x1f;
+        let vlen = info & 0xffff;
         if kind == KIND_TYPEDEF {
-            for (i, o) in offsets.iter().enumerate() {
-                if *o == Some(name_off) && ids[i].is_none() {
+            for (i, o) in typedef_offs.iter().enumerate() {
+                if *o == name_off && ids[i].is_none() {
                     ids[i] = Some(id);
                 }
             }
         }
-        let skip = trailing_bytes(kind, info & 0xffff).ok_or_else(|| {
+        let skip = trailing_bytes(kind, vlen).ok_or_else(|| {
             bad(format!(
                 "type {id} has kind {kind}, unknown to agent-sandbox"
             ))
         })?;
+        if kind == KIND_STRUCT && wanted_struct(name_off) && !structs_seen.contains(&name_off) {
+            structs_seen.push(name_off);
+            m.resize(skip as usize, 0);
+            types.read_exact(&mut m).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    bad(format!("type {id} is cut short"))
+                } else {
+                    io(e)
+                }
+            })?;
+            // struct btf_member { name_off, type, offset }; with kind_flag set, `offset`
+            // holds the bitfield size in its top 8 bits and the bit offset below.
+            let kind_flag = info >> 31 == 1;
+            for member in m.chunks_exact(12) {
+                let (m_name, m_off) = (u32_at(member, 0), u32_at(member, 8));
+                let (bits, bitfield) = if kind_flag {
+                    (m_off & 0x00ff_ffff, m_off >> 24 != 0)
+                } else {
+                    (m_off, false)
+                };
+                for (i, &(st, name)) in member_offs.iter().enumerate() {
+                    if st == name_off && name == Some(m_name) {
+                        if bitfield || bits % 8 != 0 {
+                            return Err(bad(format!(
+                                "{}.{} is a bitfield",
+                                members[i].0, members[i].1
+                            )));
+                        }
+                        found[i] = Some(bits / 8);
+                    }
+                }
+            }
+            continue;
+        }
         let skipped =
             std::io::copy(&mut (&mut types).take(skip), &mut std::io::sink()).map_err(io)?;
         if skipped != skip {
             return Err(bad(format!("type {id} is cut short")));
         }
     }
-    names
+    let typedef_ids = typedefs
         .iter()
         .zip(ids)
-        .map(|(name, id)| {
-            id.ok_or_else(|| BtfError::Missing {
+        .map(|(name, id)| id.ok_or_else(|| missing((*name).to_string())))
+        .collect::<Result<_, _>>()?;
+    let member_offsets = members
+        .iter()
+        .zip(found)
+        .map(|(&(st, m), off)| {
+            off.ok_or_else(|| BtfError::MissingMember {
                 path: path.to_path_buf(),
-                name: (*name).to_string(),
+                structure: st.to_string(),
+                member: m.to_string(),
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Found {
+        typedef_ids,
+        member_offsets,
+    })
 }
 
 /// A BTF in which each `(name, id)` is a typedef at type id `id` and every other id up to the
@@ -276,6 +382,14 @@ mod tests {
         ty(0, 15, 1, 4, &[10, 0, 4]); // 11: DATASEC, 1 var
         ty(0, 17, 0, 1, &[0]); // 12: DECL_TAG
         ty(off("btf_trace_x"), 8, 0, 2, &[]); // 13: TYPEDEF
+        // 14: STRUCT with kind_flag: a is a 3-bit bitfield at bit 8, b a plain member at bit 64.
+        ty(
+            off("f"),
+            4 | 1 << 7,
+            2,
+            16,
+            &[off("a"), 1, 3 << 24 | 8, off("b"), 1, 64],
+        );
         let mut blob = MAGIC.to_le_bytes().to_vec();
         blob.extend_from_slice(&[1, 0]);
         let tl = types.len() as u32;
@@ -325,6 +439,65 @@ mod tests {
         );
         let e = typedef_ids(Path::new("/nonexistent/vmlinux"), &["x"]).unwrap_err();
         assert!(e.to_string().contains("CONFIG_DEBUG_INFO_BTF"), "{e}");
+    }
+
+    #[test]
+    fn finds_struct_members_in_the_same_pass() {
+        let p = write_temp("members", &sample());
+        let found = scan(&p, &["btf_trace_x"], &[("s", "b"), ("s", "a"), ("f", "b")]);
+        let bitfield = scan(&p, &[], &[("f", "a")]);
+        let no_member = scan(&p, &[], &[("s", "f")]);
+        let no_struct = scan(&p, &[], &[("int", "a")]);
+        let no_name = scan(&p, &[], &[("nostruct", "a")]);
+        let _ = std::fs::remove_file(&p);
+        assert_eq!(
+            found.unwrap(),
+            Found {
+                typedef_ids: vec![13],
+                member_offsets: vec![4, 0, 8],
+            }
+        );
+        let e = bitfield.unwrap_err();
+        assert!(
+            matches!(&e, BtfError::Malformed { what, .. } if what == "f.a is a bitfield"),
+            "{e}"
+        );
+        let e = no_member.unwrap_err();
+        assert!(
+            matches!(&e, BtfError::MissingMember { structure, member, .. }
+                if structure == "s" && member == "f"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("struct s has no direct member f"),
+            "{e}"
+        );
+        // "int" names a type, but not a struct.
+        assert!(matches!(no_struct, Err(BtfError::MissingMember { .. })));
+        assert!(matches!(no_name, Err(BtfError::Missing { name, .. }) if name == "nostruct"));
+    }
+
+    /// Every field the probes load is a direct member of its struct in the running kernel.
+    #[test]
+    fn the_kernels_btf_has_every_task_field() {
+        let fields = agent_sandbox_common::TaskOffsets::FIELDS;
+        let found = scan(Path::new(VMLINUX), &[], &fields).expect("the kernel's BTF");
+        let o = agent_sandbox_common::TaskOffsets::from_array(
+            found.member_offsets.try_into().expect("nine offsets"),
+        );
+        // tgid follows pid, both pid_t; comm is far into task_struct; the rest are pointers
+        // and ids at 8-byte alignment.
+        assert_eq!(o.task_tgid, o.task_pid + 4, "{o:?}");
+        assert!(o.task_comm > o.task_tgid, "{o:?}");
+        for off in [
+            o.task_cred,
+            o.task_cgroups,
+            o.css_set_dfl_cgrp,
+            o.cgroup_kn,
+            o.kernfs_node_id,
+        ] {
+            assert_eq!(off % 8, 0, "{o:?}");
+        }
     }
 
     /// The stand-in gives aya's lookup the same ids as the kernel's whole BTF does.

@@ -690,13 +690,19 @@ fn check_bpf_prog(probe: &BpfProbe, kern_version: u32, root: bool) -> Check {
 const RINGBUF_PROBE_BYTES: u32 = 4096 * 16;
 
 /// The syscall probes attach as tp_btf programs, which the kernel types from its own BTF: the
-/// tracepoints' `btf_trace_*` typedefs must be in `/sys/kernel/btf/vmlinux`.
+/// tracepoints' `btf_trace_*` typedefs must be in `/sys/kernel/btf/vmlinux`, and so must the
+/// task fields the probes load directly.
 fn check_btf() -> Check {
-    let (status, detail) = match crate::ebpf::btf_probe_ids() {
-        Ok(ids) => (
+    let (status, detail) = match crate::ebpf::kernel_btf() {
+        Ok(k) => (
             Status::Ok,
-            ids.iter()
+            k.probe_ids
+                .iter()
                 .map(|(n, id)| format!("{n} = type {id}"))
+                .chain([format!(
+                    "task_struct.pid at {}, .comm at {}, .cred at {}",
+                    k.task.task_pid, k.task.task_comm, k.task.task_cred
+                )])
                 .collect::<Vec<_>>()
                 .join(", "),
         ),

@@ -6,7 +6,7 @@
 
 use std::os::fd::{AsFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 
-use agent_sandbox_common::{Config, EventKind, KIND_SLOTS, NetRules};
+use agent_sandbox_common::{Config, EventKind, KIND_SLOTS, NetRules, TaskOffsets};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::cgroup_sock_addr::CgroupSockAddrLink;
@@ -28,16 +28,41 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ag
 /// `struct pt_regs *` argument, so the probes read registers without a helper call.
 pub const BTF_PROBES: &[(&str, &str)] = &[("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
 
-/// The kernel's BTF type ids of the [`BTF_PROBES`]' tracepoints (their `btf_trace_<name>`
-/// typedefs), in that order.
-pub fn btf_probe_ids() -> Result<Vec<(String, u32)>, crate::btf::BtfError> {
+/// What the probes need from the running kernel's BTF (see [`crate::btf`]).
+#[derive(Debug, Clone)]
+pub struct KernelBtf {
+    /// The type ids of the [`BTF_PROBES`]' tracepoints (their `btf_trace_<name>` typedefs),
+    /// in that order.
+    pub probe_ids: Vec<(String, u32)>,
+    /// Where the fields the probes load directly sit in `task_struct` and the structures
+    /// behind it.
+    pub task: TaskOffsets,
+}
+
+/// Reads [`KernelBtf`] from `/sys/kernel/btf/vmlinux` in one pass.
+pub fn kernel_btf() -> Result<KernelBtf, crate::btf::BtfError> {
     let names: Vec<String> = BTF_PROBES
         .iter()
         .map(|(_, t)| format!("btf_trace_{t}"))
         .collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let ids = crate::btf::typedef_ids(std::path::Path::new(crate::btf::VMLINUX), &refs)?;
-    Ok(names.into_iter().zip(ids).collect())
+    let found = crate::btf::scan(
+        std::path::Path::new(crate::btf::VMLINUX),
+        &refs,
+        &TaskOffsets::FIELDS,
+    )?;
+    let offsets: [u32; TaskOffsets::FIELDS.len()] =
+        found
+            .member_offsets
+            .try_into()
+            .map_err(|_| crate::btf::BtfError::Malformed {
+                path: crate::btf::VMLINUX.into(),
+                what: "member offsets lost in the scan".into(),
+            })?;
+    Ok(KernelBtf {
+        probe_ids: names.into_iter().zip(found.typedef_ids).collect(),
+        task: TaskOffsets::from_array(offsets),
+    })
 }
 
 /// Classic tracepoints: (program name, category, tracepoint name). Their record offsets come
@@ -60,6 +85,7 @@ pub const MAP_NAMES: &[&str] = &[
     "DEFERRED",
     "DEFERRED_COUNT",
     "OPEN_STAGING",
+    "WAKE",
     "CLONE_FLAGS",
     "NET4",
     "NET6",
@@ -100,9 +126,19 @@ compile_error!(
     "the observation probes read x86_64 syscall registers; other architectures are not supported yet"
 );
 
-/// Fill level at which a high-rate probe wakes the reader instead of leaving the records for
-/// its next poll.
+/// Unread bytes at which the high-rate probes, together, wake the reader instead of leaving
+/// the records for its next poll.
 const WAKEUP_BYTES: u64 = 256 * 1024;
+
+/// The share of [`WAKEUP_BYTES`] (at most a quarter of the ring) that each CPU writes before
+/// it wakes the reader: the probes count per CPU (see `lazy_wakeup` in the probes), so all
+/// CPUs together leave at most that much unread between wakeups. `cpus` is the number of
+/// possible CPUs, `None` when unknown (then each CPU counts 4 KiB).
+fn wakeup_bytes_per_cpu(ringbuf_bytes: u32, cpus: Option<usize>) -> u64 {
+    let total = WAKEUP_BYTES.min(u64::from(ringbuf_bytes) / 4);
+    let cpus = cpus.map_or(u64::MAX, |n| n.max(1) as u64);
+    (total / cpus).max(4096)
+}
 
 /// Errors of loading and attaching the probes.
 #[derive(Debug, thiserror::Error)]
@@ -319,9 +355,13 @@ impl Observer {
         ringbuf_bytes: u32,
         net: NetSetup<'_>,
     ) -> Result<Self, EbpfError> {
+        // The tp_btf probes need their tracepoints' BTF ids, and every tracing probe the task
+        // field offsets, in its read-only data before the verifier sees it (see `crate::btf`).
+        let kernel = kernel_btf()?;
         let mut ebpf = EbpfLoader::new()
             // No CO-RE relocations in Rust eBPF: skip parsing the kernel's BTF (~1.6 MB).
             .btf(None)
+            .override_global("TASK_OFFSETS", &kernel.task, true)
             .map_max_entries("EVENTS", ringbuf_bytes)
             .load(OBJECT)
             .map_err(|e| EbpfError::Load(Box::new(e)))?;
@@ -333,7 +373,7 @@ impl Observer {
             fork_parent_pid_off: sched.fork_parent_pid,
             fork_child_pid_off: sched.fork_child_pid,
             exit_group_dead_off: sched.exit_group_dead.unwrap_or(u32::MAX),
-            wakeup_bytes: WAKEUP_BYTES.min(u64::from(ringbuf_bytes) / 4),
+            wakeup_bytes: wakeup_bytes_per_cpu(ringbuf_bytes, aya::util::nr_cpus().ok()),
             net_default_deny: u32::from(net.default_deny),
             _pad: 0,
         };
@@ -368,9 +408,11 @@ impl Observer {
         // (each attach waits for the kernel to patch and synchronise its hook) on a thread of
         // its own: done one after another they were most of a session's start.
         let cgroup_dir = net.cgroup_dir;
-        // The tp_btf probes need their tracepoints' BTF ids (see `crate::btf`).
-        let ids = btf_probe_ids()?;
-        let pairs: Vec<(&str, u32)> = ids.iter().map(|(n, id)| (n.as_str(), *id)).collect();
+        let pairs: Vec<(&str, u32)> = kernel
+            .probe_ids
+            .iter()
+            .map(|(n, id)| (n.as_str(), *id))
+            .collect();
         let btf = &crate::btf::stand_in(&pairs)?;
         let wanted = Job::all();
         for &job in &wanted {
@@ -541,6 +583,18 @@ impl Observer {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn cpus_share_the_wakeup_threshold() {
+        // 8 MiB ring, 2 CPUs: 128 KiB each, 256 KiB together.
+        assert_eq!(wakeup_bytes_per_cpu(8 << 20, Some(2)), 128 << 10);
+        // A 256 KiB ring: a quarter of it, shared.
+        assert_eq!(wakeup_bytes_per_cpu(256 << 10, Some(2)), 32 << 10);
+        // Many CPUs or an unknown count: never below a page.
+        assert_eq!(wakeup_bytes_per_cpu(8 << 20, Some(4096)), 4096);
+        assert_eq!(wakeup_bytes_per_cpu(8 << 20, None), 4096);
+        assert_eq!(wakeup_bytes_per_cpu(8 << 20, Some(0)), 256 << 10);
+    }
 
     /// `MAP_NAMES` and the program lists are written by hand; leftover detection relies on
     /// them naming every map and program of the object, so they are checked against it.
