@@ -574,7 +574,7 @@ fn doctor_reports_the_kernel() {
         .find(|l| l.starts_with("kernel btf"))
         .expect("btf row");
     assert!(
-        btf.contains(" ok ") && btf.contains("btf_trace_sys_enter = type"),
+        btf.contains(" ok ") && btf.contains("btf_trace_sys_exit = type"),
         "{btf}"
     );
     assert!(Path::new(BIN).exists());

@@ -372,6 +372,10 @@ pub struct Config {
     pub wakeup_bytes: u64,
     /// Non-zero in allow-list mode: a connection no rule allows is refused.
     pub net_default_deny: u32,
+    /// Offset of `__syscall_nr` in the `syscalls/sys_enter_*` records (from their format files).
+    pub sys_enter_nr_off: u32,
+    /// Offset of the first argument in those records; the six arguments follow, 8 bytes each.
+    pub sys_enter_args_off: u32,
     pub _pad: u32,
 }
 
@@ -473,7 +477,7 @@ mod layout {
             size_of::<EventHeader>() + 16 + 2 * PATH_LEN
         );
         assert_eq!(size_of::<ForkEvent>(), size_of::<EventHeader>() + 8);
-        assert_eq!(size_of::<Config>(), 8 + 4 * 4 + 8 + 8);
+        assert_eq!(size_of::<Config>(), 8 + 4 * 4 + 8 + 4 * 4);
         assert_eq!(size_of::<TaskOffsets>(), 4 * TaskOffsets::FIELDS.len());
         assert_eq!(size_of::<NetPortRule>(), 8);
         assert_eq!(size_of::<NetRules>(), 8 + 8 * NET_PORT_SLOTS);

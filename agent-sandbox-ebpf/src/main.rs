@@ -5,23 +5,26 @@
 //! costs the event (counted in `LOST` when the ring buffer is full, flagged in the event when a
 //! user pointer cannot be read).
 //!
-//! Syscalls are observed with two BTF-typed raw tracepoints (tp_btf), `sys_enter` and
-//! `sys_exit`, rather than one `syscalls/sys_enter_*` tracepoint each: a per-syscall tracepoint
-//! builds a perf record before the program runs (an open loop observed that way alone was
-//! slower than this whole design), while a raw tracepoint costs one array lookup for a syscall
-//! nobody watches. tp_btf rather than plain raw tracepoints because the kernel then types the
-//! `struct pt_regs *` argument: registers are plain loads, where a raw tracepoint needs a
-//! `bpf_probe_read_kernel` call on every syscall's exit and every watched entry. The
-//! `SYSCALLS` array, filled by the supervisor from the architecture's syscall numbers, says
-//! which syscalls matter and how to read their arguments.
+//! Syscalls are observed at their exit by one BTF-typed raw tracepoint (tp_btf), `sys_exit`,
+//! which sees every syscall and dispatches on the `SYSCALLS` table (filled by the supervisor
+//! from the architecture's syscall numbers): opens, results, refusals. tp_btf because the
+//! kernel then types its `struct pt_regs *` argument: registers are plain loads, not a
+//! `bpf_probe_read_kernel` call per syscall. The few calls that must be seen at their entry
+//! (exec, connect, unlink/rename, clone) come through their own `syscalls/sys_enter_*`
+//! tracepoints, one program attached to each: such a tracepoint builds a perf record before
+//! the program runs, which is dear for a hot call (an open loop observed that way was slower
+//! than this whole design) but costs nothing for the syscalls it does not cover, where a
+//! `sys_enter` raw tracepoint would run a program on the entry of every syscall.
 //!
 //! The open path runs for every `openat` of the session, so it is kept to the helper calls it
-//! needs: the record is filled in place (no stack copies, no `memset` calls) and the exit
-//! probe skips the `DEFERRED` lookup while nothing is parked.
+//! needs: header fields are loads from the task, the record is filled in place (no stack
+//! copies, no `memset` calls), and the exit probe skips the `DEFERRED` lookup while nothing is
+//! parked.
 //!
 //! Only tasks whose cgroup v2 ancestor at the session's level is the session cgroup produce
 //! events. Records of non-syscall tracepoints (`sched_*`) change between kernels, so their
-//! offsets come from the `CONFIG` map, read by the supervisor from the kernel's format files.
+//! offsets (and those of the `sys_enter_*` records) come from the `CONFIG` map, read by the
+//! supervisor from the kernel's format files.
 // The crate is only meaningful for the BPF target; on the host it builds as an empty program so
 // that `cargo clippy --workspace --all-targets` can check it.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -99,8 +102,8 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
 
-/// Arguments of an open/unlink/rename whose strings were not readable at syscall entry, by
-/// thread id, until the syscall's exit (see [`emit_open`]).
+/// Arguments of an unlink/rename whose strings were not readable at syscall entry, by thread
+/// id, until the syscall's exit (see [`emit_path_op`]).
 #[map]
 static DEFERRED: HashMap<u32, Deferred> = HashMap::with_max_entries(DEFERRED_INFLIGHT, 0);
 
@@ -110,12 +113,9 @@ static DEFERRED: HashMap<u32, Deferred> = HashMap::with_max_entries(DEFERRED_INF
 #[map]
 static DEFERRED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Per-CPU staging of open records, one slot per program that builds them (`STAGE_ENTER`
-/// for `sys_enter`, `STAGE_EXIT` for `sys_exit`'s replays), see [`emit_open`].
+/// Per-CPU staging of open records (built by `sys_exit` only), see [`emit_open`].
 #[map]
-static OPEN_STAGING: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(2, 0);
-const STAGE_ENTER: u32 = 0;
-const STAGE_EXIT: u32 = 1;
+static OPEN_STAGING: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0);
 /// Where the path starts in an `OpenEvent`: a record is this header part plus the path's
 /// bytes up to and including its NUL.
 const OPEN_PATH_OFFSET: usize = core::mem::offset_of!(OpenEvent, path);
@@ -366,40 +366,37 @@ fn lookup_syscall(nr: i64) -> u32 {
     SYSCALLS.get(nr as u32).copied().unwrap_or(0)
 }
 
-/// `sys_enter(struct pt_regs *regs, long id)`. Syscall ids from `syscall::KILL` on are only
-/// looked at when they return (their result is what matters).
-#[btf_tracepoint(function = "sys_enter")]
-pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
-    let sc = lookup_syscall(ctx.arg::<i64>(1));
-    if sc != 0 && sc < syscall::KILL {
-        let _ = try_sys_enter(&ctx, sc);
-    }
+/// The `syscalls/sys_enter_<name>` tracepoints of the calls observed at their entry: exec
+/// (argv must be read before the new program replaces it), connect (it may block for long),
+/// unlink/rmdir/rename (reported as attempted, before the gate or the kernel refuses them) and
+/// clone (its flags, for the fork that follows). One program, attached to each of them.
+///
+/// Not a `sys_enter` raw tracepoint, which runs a program on the entry of every syscall on the
+/// machine: the kernel's per-syscall tracepoints skip every other syscall with a bit test, and
+/// the hot calls (`openat`, `close`) are then seen by `sys_exit` alone (see [`try_sys_exit`]).
+/// The record is `__syscall_nr` and the six arguments, at offsets read from the format files
+/// (`cfg.sys_enter_nr_off`, `cfg.sys_enter_args_off`). The kernel fires these tracepoints for
+/// 64-bit syscalls only, so there is no 32-bit task to filter out.
+#[tracepoint]
+pub fn sys_enter_watched(ctx: TracePointContext) -> u32 {
+    let _ = try_sys_enter(&ctx);
     0
 }
 
-fn try_sys_enter(ctx: &BtfTracePointContext, sc: u32) -> Result<(), i64> {
+fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     let t = Task::current();
     let cfg = session(t).ok_or(0)?;
-    // SAFETY: the pointer comes from the tracepoint.
-    let Some(a) = (unsafe { syscall_args(ctx.arg(0)) }) else {
-        return Ok(());
+    // SAFETY: offsets from the kernel's format files; the reads go through the fault-tolerant
+    // helper. Fewer than six arguments leave the rest unspecified and unused.
+    let (nr, a) = unsafe {
+        (
+            ctx.read_at::<i32>(cfg.sys_enter_nr_off as usize)?,
+            ctx.read_at::<[u64; 6]>(cfg.sys_enter_args_off as usize)?,
+        )
     };
+    let sc = lookup_syscall(i64::from(nr));
     match sc {
         syscall::EXECVE | syscall::EXECVEAT => try_exec(sc, &a, t),
-        syscall::OPEN => open(cfg, t, sc, AT_FDCWD as u64, a[0], a[1] & 0xffff_ffff, a[2]),
-        syscall::OPENAT => open(cfg, t, sc, a[0], a[1], a[2] & 0xffff_ffff, a[3]),
-        syscall::OPENAT2 => {
-            // struct open_how { u64 flags; u64 mode; u64 resolve; }
-            let how = a[2] as *const u64;
-            // SAFETY: user memory through the fault-tolerant helper.
-            let (f, m) = unsafe {
-                (
-                    bpf_probe_read_user(how).unwrap_or(0),
-                    bpf_probe_read_user(how.add(1)).unwrap_or(0),
-                )
-            };
-            open(cfg, t, sc, a[0], a[1], f, m)
-        }
         syscall::CONNECT => try_connect(cfg, t, a[0] as i32, a[1] as *const u8, a[2] as u32),
         syscall::UNLINK | syscall::RMDIR => path_op(cfg, t, sc, [AT_FDCWD as u64, a[0], 0, 0, 0]),
         syscall::UNLINKAT => path_op(cfg, t, sc, [a[0], a[1], 0, 0, a[2]]),
@@ -425,8 +422,13 @@ fn try_sys_enter(ctx: &BtfTracePointContext, sc: u32) -> Result<(), i64> {
     }
 }
 
-/// `sys_exit(struct pt_regs *regs, long ret)`: exec results, open/unlink/rename events
+/// `sys_exit(struct pt_regs *regs, long ret)`: opens, exec results, unlink/rename events
 /// deferred at entry, path calls refused with EACCES/EPERM, signals and ptrace attaches.
+///
+/// Opens are recorded here rather than at entry: this probe runs for every syscall anyway,
+/// and a `sys_enter` probe would have been a second program run on every syscall of the
+/// machine. At exit the path is always readable (the kernel has just copied it, faulting its
+/// page in), so an open is never deferred.
 ///
 /// The saved argument registers are still those of the call at its exit (x86_64 syscalls
 /// return in rax and clobber only rcx and r11), so calls looked at only here re-read them.
@@ -449,6 +451,15 @@ fn try_sys_exit(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
         syscall::CLONE3 if ret >= 0 => Ok(()),
         syscall::KILL..=syscall::PTRACE => try_signal(regs, sc, ret),
         syscall::CREAT | syscall::TRUNCATE => try_denied(regs, sc, ret),
+        syscall::OPEN | syscall::OPENAT | syscall::OPENAT2 => {
+            let opened = try_open(regs, sc);
+            // The one check ordinary opens pay: a refusal is rare.
+            if ret == -EACCES || ret == -EPERM {
+                try_denied(regs, sc, ret)
+            } else {
+                opened
+            }
+        }
         _ => {
             let replayed = try_replay();
             // The one check ordinary opens pay: a refusal is rare.
@@ -653,44 +664,45 @@ fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
 // ---------------------------------------------------------------------------------------------
 // open
 
+/// open(path, flags, mode), openat(dirfd, path, flags, mode) or openat2(dirfd, path, how,
+/// size), at the call's exit (see [`sys_exit`]).
 #[inline(always)]
-fn open(
-    cfg: &Config,
-    t: Task,
-    sc: u32,
-    dirfd: u64,
-    path: u64,
-    flags: u64,
-    mode: u64,
-) -> Result<(), i64> {
-    emit_open(cfg, t, sc, [dirfd, path, flags, mode], true, STAGE_ENTER)
+fn try_open(regs: *const pt_regs, sc: u32) -> Result<(), i64> {
+    let (cfg, a, t) = exit_args(regs).ok_or(0)?;
+    let v = match sc {
+        syscall::OPEN => [AT_FDCWD as u64, a[0], a[1] & 0xffff_ffff, a[2]],
+        syscall::OPENAT => [a[0], a[1], a[2] & 0xffff_ffff, a[3]],
+        _ => {
+            // struct open_how { u64 flags; u64 mode; u64 resolve; }
+            let how = a[2] as *const u64;
+            // SAFETY: user memory through the fault-tolerant helper.
+            let (f, m) = unsafe {
+                (
+                    bpf_probe_read_user(how).unwrap_or(0),
+                    bpf_probe_read_user(how.add(1)).unwrap_or(0),
+                )
+            };
+            [a[0], a[1], f, m]
+        }
+    };
+    emit_open(cfg, t, sc, v)
 }
 
-/// Emits an open event from captured arguments `v` = [dirfd, path, flags, mode]. When the
-/// path cannot be read yet (its page not faulted in) and `may_defer` is set, the arguments are
-/// parked in `DEFERRED` and the event is emitted at syscall exit, after the kernel itself has
-/// copied (and so faulted in) the string.
+/// Emits an open event from captured arguments `v` = [dirfd, path, flags, mode].
 ///
 /// This is the path every traced open takes. The record is built in a per-CPU staging slot
-/// (`slot`: one per program, see [`OPEN_STAGING`]) and copied into the ring buffer with the
-/// path's real length, so that a typical open takes ~120 bytes of the ring instead of the
-/// 584 of a whole `OpenEvent`: fewer cache lines written per record, fewer for the reader,
-/// and a ring that fills five times more slowly. [`Deferred`] exists only when parking.
+/// (see [`OPEN_STAGING`]) and copied into the ring buffer with the path's real length, so
+/// that a typical open takes ~120 bytes of the ring instead of the 584 of a whole
+/// `OpenEvent`: fewer cache lines written per record, fewer for the reader, and a ring that
+/// fills five times more slowly.
 #[inline(always)]
-fn emit_open(
-    cfg: &Config,
-    t: Task,
-    sc: u32,
-    v: [u64; 4],
-    may_defer: bool,
-    slot: u32,
-) -> Result<(), i64> {
-    let ev = OPEN_STAGING.get_ptr_mut(slot).ok_or(-1i64)?;
+fn emit_open(cfg: &Config, t: Task, sc: u32, v: [u64; 4]) -> Result<(), i64> {
+    let ev = OPEN_STAGING.get_ptr_mut(0).ok_or(-1i64)?;
     // SAFETY: `ev` is this CPU's staging slot for this program; the program cannot be
     // re-entered on this CPU while it runs (the kernel skips a nested run), and syscall
     // tracepoint programs run with preemption disabled, so nothing else writes it meanwhile.
     // The path is read through the fault-tolerant helper.
-    let (flags, len) = unsafe {
+    let len = unsafe {
         fill_header(&raw mut (*ev).header, EventKind::Open, sc, t);
         (*ev).dirfd = v[0] as i32;
         (*ev).open_flags = v[2];
@@ -709,18 +721,8 @@ fn emit_open(
             (0, n as usize)
         };
         (*ev).header.flags = f;
-        (f, len)
+        len
     };
-    if may_defer && flags & FLAG_READ_ERROR != 0 {
-        let a = Deferred {
-            kind: EventKind::Open as u32,
-            sc,
-            v: [v[0], v[1], v[2], v[3], 0, 0],
-        };
-        if defer(&a) {
-            return Ok(());
-        }
-    }
     // The bound is a no-op at run time but lets the verifier see that the copy stays inside
     // the staging slot.
     let size = OPEN_PATH_OFFSET + if len > PATH_LEN { PATH_LEN } else { len };
@@ -768,7 +770,7 @@ fn add_deferred(count: *mut u64, n: u64) {
     let _ = (count, n);
 }
 
-/// Replays, at syscall exit, an open/unlink/rename event deferred at entry.
+/// Replays, at syscall exit, an unlink/rename event deferred at entry.
 fn try_replay() -> Result<(), i64> {
     let count = DEFERRED_COUNT.get_ptr_mut(0).ok_or(0)?;
     // SAFETY: an aligned u64 map value; a stale zero is impossible for this thread, whose own
@@ -787,18 +789,7 @@ fn try_replay() -> Result<(), i64> {
     }
     let t = Task::current();
     let cfg = session(t).ok_or(0)?;
-    if a.kind == EventKind::Open as u32 {
-        emit_open(
-            cfg,
-            t,
-            a.sc,
-            [a.v[0], a.v[1], a.v[2], a.v[3]],
-            false,
-            STAGE_EXIT,
-        )
-    } else {
-        emit_path_op(cfg, t, &a, false)
-    }
+    emit_path_op(cfg, t, &a, false)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -441,6 +441,25 @@ fn check_tracefs(root: bool) -> Check {
         ),
         Err(e) => failed(&e, root, &format!("reading {}", format.display())),
     };
+    // The entry probe reads one record layout for all the syscalls it watches.
+    let (status, detail) = match (status, point.as_path() == Path::new(TRACEFS)) {
+        (Status::Ok, true) => {
+            match crate::tracefs::SyscallEnterOffsets::read(crate::ebpf::SYSCALL_ENTER_PROBE.1) {
+                Ok(o) => (
+                    Status::Ok,
+                    format!(
+                        "{detail}; the {} watched sys_enter_* formats agree (__syscall_nr at \
+                         {}, arguments from {})",
+                        crate::ebpf::SYSCALL_ENTER_PROBE.1.len(),
+                        o.nr,
+                        o.args
+                    ),
+                ),
+                Err(e) => (Status::Missing, format!("{detail}; {e}")),
+            }
+        }
+        (status, _) => (status, detail),
+    };
     check(CHECK_TRACEFS, status, detail, TRACEFS_CONSEQUENCE)
 }
 

@@ -18,15 +18,35 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::network::Table;
 
-use crate::tracefs::{SchedOffsets, TracefsError};
+use crate::tracefs::{SchedOffsets, SyscallEnterOffsets, TracefsError};
 
 /// The eBPF object built by build.rs (aya-build) from agent-sandbox-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-sandbox"));
 
-/// BTF-typed raw tracepoints (tp_btf): (program name in the object, tracepoint name). Both see
-/// every syscall and dispatch on the `SYSCALLS` table; the kernel's BTF types their
-/// `struct pt_regs *` argument, so the probes read registers without a helper call.
-pub const BTF_PROBES: &[(&str, &str)] = &[("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
+/// BTF-typed raw tracepoints (tp_btf): (program name in the object, tracepoint name). It sees
+/// every syscall's exit and dispatches on the `SYSCALLS` table; the kernel's BTF types its
+/// `struct pt_regs *` argument, so the probe reads registers without a helper call.
+pub const BTF_PROBES: &[(&str, &str)] = &[("sys_exit", "sys_exit")];
+
+/// The program that sees the syscalls observed at their entry, and the `syscalls/<name>`
+/// tracepoints it is attached to (the kernel skips every other syscall with a bit test; see
+/// the probes' crate documentation).
+pub const SYSCALL_ENTER_PROBE: (&str, &[&str]) = (
+    "sys_enter_watched",
+    &[
+        "sys_enter_execve",
+        "sys_enter_execveat",
+        "sys_enter_connect",
+        "sys_enter_unlink",
+        "sys_enter_unlinkat",
+        "sys_enter_rmdir",
+        "sys_enter_rename",
+        "sys_enter_renameat",
+        "sys_enter_renameat2",
+        "sys_enter_clone",
+        "sys_enter_clone3",
+    ],
+);
 
 /// What the probes need from the running kernel's BTF (see [`crate::btf`]).
 #[derive(Debug, Clone)]
@@ -173,7 +193,7 @@ pub enum EbpfError {
 /// An attachment owned by the observer (dropping it detaches the program).
 enum Link {
     Btf(#[allow(dead_code)] BtfTracePointLink),
-    Tp(#[allow(dead_code)] TracePointLink),
+    Tp(#[allow(dead_code)] Vec<TracePointLink>),
     /// A cgroup program's bpf_link, as a descriptor of our own so that a duplicate can be
     /// handed to the watchdog (the attachment lasts until the last descriptor closes).
     SockFd(OwnedFd),
@@ -281,6 +301,8 @@ enum Job {
     Btf(&'static str, &'static str),
     /// A classic tracepoint: (program, category, tracepoint).
     Tp(&'static str, &'static str, &'static str),
+    /// One classic-tracepoint program attached to several `syscalls` tracepoints.
+    Syscalls(&'static str, &'static [&'static str]),
 }
 
 impl Job {
@@ -291,6 +313,7 @@ impl Job {
             .map(|&p| Job::Sock(p))
             .chain(BTF_PROBES.iter().map(|&(p, t)| Job::Btf(p, t)))
             .chain(PROBES.iter().map(|&(p, c, t)| Job::Tp(p, c, t)))
+            .chain([Job::Syscalls(SYSCALL_ENTER_PROBE.0, SYSCALL_ENTER_PROBE.1)])
             .collect()
     }
 
@@ -300,6 +323,7 @@ impl Job {
             Job::Sock(p) => (p, "cgroup_sock_addr", p),
             Job::Btf(p, t) => (p, "tp_btf", t),
             Job::Tp(p, c, t) => (p, c, t),
+            Job::Syscalls(p, t) => (p, "syscalls", t.first().copied().unwrap_or("")),
         }
     }
 
@@ -338,7 +362,22 @@ impl Job {
                 let prog: &mut TracePoint = prog.try_into().map_err(wrong)?;
                 prog.load().map_err(wrong)?;
                 let id = prog.attach(c, t).map_err(wrong)?;
-                Ok(Link::Tp(prog.take_link(id).map_err(wrong)?))
+                Ok(Link::Tp(vec![prog.take_link(id).map_err(wrong)?]))
+            }
+            Job::Syscalls(program, tracepoints) => {
+                let prog: &mut TracePoint = prog.try_into().map_err(wrong)?;
+                prog.load().map_err(wrong)?;
+                let mut links = Vec::with_capacity(tracepoints.len());
+                for &t in tracepoints {
+                    let id = prog.attach("syscalls", t).map_err(|e| EbpfError::Program {
+                        program,
+                        category: "syscalls",
+                        tracepoint: t,
+                        source: Box::new(e),
+                    })?;
+                    links.push(prog.take_link(id).map_err(wrong)?);
+                }
+                Ok(Link::Tp(links))
             }
         }
     }
@@ -358,6 +397,7 @@ impl Observer {
         // The tp_btf probes need their tracepoints' BTF ids, and every tracing probe the task
         // field offsets, in its read-only data before the verifier sees it (see `crate::btf`).
         let kernel = kernel_btf()?;
+        let enter = SyscallEnterOffsets::read(SYSCALL_ENTER_PROBE.1)?;
         let mut ebpf = EbpfLoader::new()
             // No CO-RE relocations in Rust eBPF: skip parsing the kernel's BTF (~1.6 MB).
             .btf(None)
@@ -375,6 +415,8 @@ impl Observer {
             exit_group_dead_off: sched.exit_group_dead.unwrap_or(u32::MAX),
             wakeup_bytes: wakeup_bytes_per_cpu(ringbuf_bytes, aya::util::nr_cpus().ok()),
             net_default_deny: u32::from(net.default_deny),
+            sys_enter_nr_off: enter.nr,
+            sys_enter_args_off: enter.args,
             _pad: 0,
         };
         let map = ebpf
@@ -613,6 +655,7 @@ mod tests {
             .iter()
             .map(|(p, _)| *p)
             .chain(PROBES.iter().map(|(p, _, _)| *p))
+            .chain([SYSCALL_ENTER_PROBE.0])
             .chain(SOCK_PROGRAMS.iter().copied())
             .collect();
         assert_eq!(programs, listed);

@@ -60,6 +60,7 @@ fn program_names() -> BTreeSet<String> {
         .iter()
         .map(|(p, _)| *p)
         .chain(ebpf::PROBES.iter().map(|(p, _, _)| *p))
+        .chain([ebpf::SYSCALL_ENTER_PROBE.0])
         .chain(ebpf::SOCK_PROGRAMS.iter().copied())
         .map(|n| n.get(..NAME_LEN).unwrap_or(n).to_string())
         .collect()
@@ -386,11 +387,13 @@ mod tests {
             &s(&["NET4", "CONFIG", "EVENTS"]),
             &n
         ));
-        assert!(looks_ours("sys_enter", &s(&["CONFIG", ".rodata"]), &n));
+        assert!(looks_ours("sys_exit", &s(&["CONFIG", ".rodata"]), &n));
+        // The kernel keeps 15 characters of a program's name.
+        assert!(looks_ours("sys_enter_watch", &s(&["CONFIG", "EVENTS"]), &n));
         // Same name, someone else's maps.
-        assert!(!looks_ours("sys_enter", &s(&["events", "CONFIG"]), &n));
-        assert!(!looks_ours("sys_enter", &s(&[]), &n));
-        assert!(!looks_ours("sys_enter", &s(&[".rodata"]), &n));
+        assert!(!looks_ours("sys_exit", &s(&["events", "CONFIG"]), &n));
+        assert!(!looks_ours("sys_exit", &s(&[]), &n));
+        assert!(!looks_ours("sys_exit", &s(&[".rodata"]), &n));
         // Our maps, another name.
         assert!(!looks_ours("tracer", &s(&["CONFIG"]), &n));
     }

@@ -193,6 +193,81 @@ pub fn read_format(category: &str, event: &str) -> Result<Format, TracefsError> 
     parse_format(&text)
 }
 
+/// Where `__syscall_nr` and the arguments sit in `syscalls/sys_enter_*` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyscallEnterOffsets {
+    /// Offset of `__syscall_nr` (4 bytes).
+    pub nr: u32,
+    /// Offset of the first argument; the others follow it, 8 bytes each.
+    pub args: u32,
+}
+
+impl SyscallEnterOffsets {
+    /// From one `sys_enter_*` format: `__syscall_nr`, then one to six arguments, each 8 bytes
+    /// wide and right after the one before (the probes read all six in one go).
+    pub fn from_format(f: &Format) -> Result<Self, TracefsError> {
+        let nr = f.offset_of("__syscall_nr", 4)?;
+        let layout = |field: &str, problem: String| TracefsError::Layout {
+            event: f.name.clone(),
+            field: field.to_string(),
+            problem,
+        };
+        let args: Vec<&Field> = f
+            .fields
+            .iter()
+            .filter(|x| !x.name.starts_with("common_") && x.name != "__syscall_nr")
+            .collect();
+        let first = args
+            .first()
+            .ok_or_else(|| layout("__syscall_nr", "is followed by no argument".into()))?
+            .offset;
+        if args.len() > 6 {
+            return Err(layout(&args[6].name, "is a seventh argument".into()));
+        }
+        for (i, a) in args.iter().enumerate() {
+            let want = first + 8 * i as u32;
+            if a.size != 8 || a.offset != want {
+                return Err(layout(
+                    &a.name,
+                    format!(
+                        "is at offset {} with size {} (expected offset {want}, size 8)",
+                        a.offset, a.size
+                    ),
+                ));
+            }
+        }
+        Ok(Self { nr, args: first })
+    }
+
+    /// Reads the formats of the `syscalls/<event>` tracepoints named in `events`, which must
+    /// all have the same layout (one program reads them all).
+    pub fn read(events: &[&str]) -> Result<Self, TracefsError> {
+        let mut agreed: Option<(Self, &str)> = None;
+        for event in events {
+            let o = Self::from_format(&read_format("syscalls", event)?)?;
+            match agreed {
+                None => agreed = Some((o, event)),
+                Some((a, _)) if a == o => {}
+                Some((a, other)) => {
+                    return Err(TracefsError::Layout {
+                        event: (*event).to_string(),
+                        field: "__syscall_nr".into(),
+                        problem: format!(
+                            "and the arguments sit at {}/{}, where {other} has them at {}/{}",
+                            o.nr, o.args, a.nr, a.args
+                        ),
+                    });
+                }
+            }
+        }
+        agreed.map(|(a, _)| a).ok_or_else(|| TracefsError::Layout {
+            event: "syscalls".into(),
+            field: "__syscall_nr".into(),
+            problem: "was asked of no tracepoint".into(),
+        })
+    }
+}
+
 /// Offsets the probes need from non-syscall tracepoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchedOffsets {
@@ -258,6 +333,42 @@ mod tests {
                 exit_group_dead: Some(32)
             }
         );
+    }
+
+    #[test]
+    fn syscall_enter_offsets_6_18() {
+        for (event, text) in [
+            ("unlinkat", fixture!("6.18", "sys_enter_unlinkat")),
+            ("execve", fixture!("6.18", "sys_enter_execve")),
+        ] {
+            let f = parse_format(text).expect(event);
+            assert_eq!(
+                SyscallEnterOffsets::from_format(&f).expect(event),
+                SyscallEnterOffsets { nr: 8, args: 16 },
+                "{event}"
+            );
+        }
+    }
+
+    #[test]
+    fn syscall_enter_layout_errors_name_the_field() {
+        let text = fixture!("6.18", "sys_enter_unlinkat");
+        // An argument that is not 8 bytes wide.
+        let narrow = text.replace(
+            "field:const char * pathname;\toffset:24;\tsize:8;",
+            "field:const char * pathname;\toffset:24;\tsize:4;",
+        );
+        assert_ne!(narrow, text, "the fixture has the line replaced");
+        let e = SyscallEnterOffsets::from_format(&parse_format(&narrow).unwrap()).unwrap_err();
+        assert!(
+            matches!(&e, TracefsError::Layout { event, field, .. }
+                if event == "sys_enter_unlinkat" && field == "pathname"),
+            "{e}"
+        );
+        // No __syscall_nr at all.
+        let no_nr = text.replace("__syscall_nr", "nr");
+        let e = SyscallEnterOffsets::from_format(&parse_format(&no_nr).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("`__syscall_nr` is missing"), "{e}");
     }
 
     #[test]
