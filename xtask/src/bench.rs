@@ -106,15 +106,17 @@ impl Workload {
 
     /// The legs this workload runs: `requested` (from --legs) minus those it does not
     /// support, or without --legs its defaults: bare, sandbox and strace, plus protected for
-    /// `open` (where a per-open cost of the marks would show most); bare alone for `scan`.
+    /// `open` (where a per-open cost of the marks would show most) and observe for `open` and
+    /// `forkexec`; bare alone for `scan`.
     fn legs(self, requested: &[Leg]) -> Vec<Leg> {
         let mut legs: Vec<Leg> = if requested.is_empty() {
             let mut defaults = vec![Leg::Bare, Leg::Sandbox, Leg::Strace];
             if self == Workload::Open {
                 defaults.push(Leg::Protected);
             }
-            // The gate's cost per exec is the difference to observation alone.
-            if self == Workload::Forkexec {
+            // The open bar is on observation alone; the gate's cost per exec is the
+            // difference to it.
+            if matches!(self, Workload::Open | Workload::Forkexec) {
                 defaults.push(Leg::Observe);
             }
             defaults
@@ -843,8 +845,11 @@ mod tests {
     #[test]
     fn workloads_choose_their_legs() {
         use Leg::*;
-        // defaults: protected only for open, observe only for forkexec, scan bare only
-        assert_eq!(Workload::Open.legs(&[]), [Bare, Sandbox, Protected, Strace]);
+        // defaults: protected only for open, observe for open and forkexec, scan bare only
+        assert_eq!(
+            Workload::Open.legs(&[]),
+            [Bare, Observe, Sandbox, Protected, Strace]
+        );
         assert_eq!(
             Workload::Forkexec.legs(&[]),
             [Bare, Observe, Sandbox, Strace]
