@@ -239,7 +239,7 @@ pub fn scan(path: &Path, typedefs: &[&str], members: &[(&str, &str)]) -> Result<
         };
         at += TYPE_HEADER;
         id += 1;
-        let (name_off, info) = (u32_at(&t, 0), u32_at(&t, 4));
+        let (name_off, info) = (u32_at(t, 0), u32_at(t, 4));
         let kind = (info >> 24) & 0x1f;
         let vlen = info & 0xffff;
         if kind == KIND_TYPEDEF {
