@@ -386,8 +386,9 @@ pub struct Config {
 /// Rust eBPF has no CO-RE relocations, so nothing here is compiled in: the supervisor reads
 /// each offset from the running kernel's BTF ([`TaskOffsets::FIELDS`]) and writes the struct
 /// into the probes' read-only data before loading them. The verifier then sees every offset
-/// as a constant and checks each load against the kernel's own types: an offset that does not
-/// land on the right field makes the load fail, never a wrong read.
+/// as a constant and checks each load against the kernel's own types: a pointer read from a
+/// place that holds no pointer of the expected type makes the load fail. (Plain numbers are
+/// not told apart: the offsets are right because they are looked up by field name.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskOffsets {

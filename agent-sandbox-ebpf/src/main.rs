@@ -17,9 +17,9 @@
 //! `sys_enter` raw tracepoint would run a program on the entry of every syscall.
 //!
 //! The open path runs for every `openat` of the session, so it is kept to the helper calls it
-//! needs: header fields are loads from the task, the record is filled in place (no stack
-//! copies, no `memset` calls), and the exit probe skips the `DEFERRED` lookup while nothing is
-//! parked.
+//! needs: header fields are loads from the task, and the record is filled in place (no stack
+//! copies, no `memset` calls). Only the rare path calls (unlink, rename) look in `DEFERRED`
+//! at their exit.
 //!
 //! Only tasks whose cgroup v2 ancestor at the session's level is the session cgroup produce
 //! events. Records of non-syscall tracepoints (`sched_*`) change between kernels, so their
@@ -29,10 +29,6 @@
 // that `cargo clippy --workspace --all-targets` can check it.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
-// `core::sync::atomic` offers no read-modify-write on the BPF target; the intrinsics lower to
-// the BPF atomic add.
-#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
-#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 use core::{ffi::c_void, mem::size_of, ptr::read_volatile};
 
@@ -106,12 +102,6 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
 /// id, until the syscall's exit (see [`emit_path_op`]).
 #[map]
 static DEFERRED: HashMap<u32, Deferred> = HashMap::with_max_entries(DEFERRED_INFLIGHT, 0);
-
-/// Entries in `DEFERRED`, counted up before an insert and down after a removal, so that the
-/// exit of every open (most of them never deferred) can skip the hash lookup when none is
-/// parked. Too high is only a wasted lookup; it is never lower than the number of entries.
-#[map]
-static DEFERRED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Per-CPU staging of open records (built by `sys_exit` only), see [`emit_open`].
 #[map]
@@ -742,51 +732,19 @@ fn emit_open(cfg: &Config, t: Task, sc: u32, v: [u64; 4]) -> Result<(), i64> {
 /// out now, flagged `read_error`, rather than not at all).
 #[inline(always)]
 fn defer(a: &Deferred) -> bool {
-    let Some(count) = DEFERRED_COUNT.get_ptr_mut(0) else {
-        return false;
-    };
-    add_deferred(count, 1);
     let tid = bpf_get_current_pid_tgid() as u32;
-    if DEFERRED.insert(tid, a, 0).is_ok() {
-        true
-    } else {
-        add_deferred(count, u64::MAX);
-        false
-    }
-}
-
-/// Atomically adds `n` (wrapping: `u64::MAX` subtracts one) to the `DEFERRED_COUNT` value.
-#[inline(always)]
-fn add_deferred(count: *mut u64, n: u64) {
-    #[cfg(target_arch = "bpf")]
-    // SAFETY: `count` points at the map's u64 value, which outlives the program run; every
-    // write to it is this atomic add.
-    unsafe {
-        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::SeqCst }>(
-            count, n,
-        );
-    }
-    #[cfg(not(target_arch = "bpf"))]
-    let _ = (count, n);
+    DEFERRED.insert(tid, a, 0).is_ok()
 }
 
 /// Replays, at syscall exit, an unlink/rename event deferred at entry.
 fn try_replay() -> Result<(), i64> {
-    let count = DEFERRED_COUNT.get_ptr_mut(0).ok_or(0)?;
-    // SAFETY: an aligned u64 map value; a stale zero is impossible for this thread, whose own
-    // increment came before (see `DEFERRED_COUNT`).
-    if unsafe { read_volatile(count) } == 0 {
-        return Ok(());
-    }
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out before the entry is removed.
     let a = match unsafe { DEFERRED.get(tid) } {
         Some(a) => *a,
         None => return Ok(()),
     };
-    if DEFERRED.remove(tid).is_ok() {
-        add_deferred(count, u64::MAX);
-    }
+    let _ = DEFERRED.remove(tid);
     let t = Task::current();
     let cfg = session(t).ok_or(0)?;
     emit_path_op(cfg, t, &a, false)

@@ -123,7 +123,8 @@ pub struct Found {
 }
 
 /// The BTF type ids of the typedefs named `names`, in that order, read from `path`.
-pub fn typedef_ids(path: &Path, names: &[&str]) -> Result<Vec<u32>, BtfError> {
+#[cfg(test)]
+fn typedef_ids(path: &Path, names: &[&str]) -> Result<Vec<u32>, BtfError> {
     Ok(scan(path, names, &[])?.typedef_ids)
 }
 

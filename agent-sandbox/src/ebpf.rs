@@ -103,7 +103,6 @@ pub const MAP_NAMES: &[&str] = &[
     "EVENTS",
     "LOST",
     "DEFERRED",
-    "DEFERRED_COUNT",
     "OPEN_STAGING",
     "WAKE",
     "CLONE_FLAGS",
