@@ -212,25 +212,85 @@ impl Task {
     }
 }
 
-/// The session's configuration when task `t` belongs to the session, `None` otherwise.
+/// The task a probe runs for, once it is known to belong to the session: what every record's
+/// header needs (ids, uid, name).
+///
+/// Each program builds one at its top, before it branches, because reading the task directly
+/// is dear to load: the verifier checks every load of a pointer field from a BTF-typed pointer
+/// (`task->cred`, the cgroup chain) with linear name searches of the kernel's BTF
+/// (`btf_nested_type_is_trusted`, up to four per load on 6.x), once for every path it explores
+/// through that load. Inlined into every branch, these walks made `sys_exit` take ~50 ms to
+/// load, a third of a session's start. Only `sys_exit`, which runs for every open, reads the
+/// task ([`Actor::from_task`]); the programs of rarer events ask helpers
+/// ([`Actor::from_helpers`]).
+#[derive(Clone, Copy)]
+struct Actor {
+    cfg: &'static Config,
+    tid: u32,
+    pid: u32,
+    uid: u32,
+    /// The task, for its `comm`, when the program reads it directly; `None`: ask the helper.
+    task: Option<Task>,
+}
+
+impl Actor {
+    /// The current task from loads of its `task_struct`, `None` when it does not belong to
+    /// the session: one helper call where [`Actor::from_helpers`] takes three (and a fourth
+    /// for the name). On this kind of machine a helper call's return is what a probe mostly
+    /// pays for, and `sys_exit` pays it for every open.
+    #[inline(always)]
+    fn from_task() -> Option<Self> {
+        let cfg = CONFIG.get(0)?;
+        if cfg.session_cgroup_id == 0 {
+            return None;
+        }
+        let task = Task::current();
+        // Every agent process sits in the session cgroup itself (it cannot create cgroups);
+        // the helper answers for descendants of it and for everything else on the machine.
+        if task.cgroup_id() != cfg.session_cgroup_id && !in_session_subtree(cfg) {
+            return None;
+        }
+        let (tid, pid) = task.ids();
+        Some(Self {
+            cfg,
+            tid,
+            pid,
+            uid: task.uid(),
+            task: Some(task),
+        })
+    }
+
+    /// The current task from helper calls, `None` when it does not belong to the session.
+    #[inline(always)]
+    fn from_helpers() -> Option<Self> {
+        let cfg = CONFIG.get(0)?;
+        if cfg.session_cgroup_id == 0 || !in_session_subtree(cfg) {
+            return None;
+        }
+        Some(Self::of_caller(cfg))
+    }
+
+    /// The calling task from helper calls, with no session check: for the cgroup sock_addr
+    /// programs, which only run for the session's sockets and may not read the task.
+    #[inline(always)]
+    fn of_caller(cfg: &'static Config) -> Self {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        Self {
+            cfg,
+            tid: pid_tgid as u32,
+            pid: (pid_tgid >> 32) as u32,
+            uid: bpf_get_current_uid_gid() as u32,
+            task: None,
+        }
+    }
+}
+
+/// Whether the current task's cgroup is the session cgroup or below it.
 #[inline(always)]
-fn session(t: Task) -> Option<&'static Config> {
-    let cfg = CONFIG.get(0)?;
-    if cfg.session_cgroup_id == 0 {
-        return None;
-    }
-    // Every agent process sits in the session cgroup itself (it cannot create cgroups); the
-    // helper below answers for descendants of it and for everything else on the machine.
-    if t.cgroup_id() == cfg.session_cgroup_id {
-        return Some(cfg);
-    }
+fn in_session_subtree(cfg: &Config) -> bool {
     // SAFETY: plain helper call; the level is a small integer written by the supervisor.
     let id = unsafe { bpf_get_current_ancestor_cgroup_id(cfg.session_cgroup_level as i32) };
-    if id == cfg.session_cgroup_id {
-        Some(cfg)
-    } else {
-        None
-    }
+    id == cfg.session_cgroup_id
 }
 
 #[inline(always)]
@@ -266,40 +326,28 @@ fn lazy_wakeup(cfg: &Config, size: usize) -> u64 {
     }
 }
 
-/// Fills the common header from task `t`. `h` points into a reserved ring-buffer record or a
+/// Fills the common header for `me`. `h` points into a reserved ring-buffer record or a
 /// staging slot.
 #[inline(always)]
-unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, syscall: u32, t: Task) {
-    let (tid, pid) = t.ids();
+unsafe fn fill_header(h: *mut EventHeader, kind: EventKind, syscall: u32, me: &Actor) {
     // SAFETY: `h` is a valid, exclusively owned pointer into a record.
     unsafe {
         (*h).ktime_ns = bpf_ktime_get_boot_ns();
         (*h).kind = kind as u32;
-        (*h).tid = tid;
-        (*h).pid = pid;
-        (*h).uid = t.uid();
+        (*h).tid = me.tid;
+        (*h).pid = me.pid;
+        (*h).uid = me.uid;
         (*h).flags = 0;
         (*h).syscall = syscall;
-        t.comm_into(&raw mut (*h).comm);
-    }
-}
-
-/// [`fill_header`] for the cgroup sock_addr programs, which may not read the task directly.
-#[inline(always)]
-unsafe fn fill_header_sock(h: *mut EventHeader, kind: EventKind) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: `h` is a valid, exclusively owned pointer into a ring-buffer reservation.
-    unsafe {
-        (*h).ktime_ns = bpf_ktime_get_boot_ns();
-        (*h).kind = kind as u32;
-        (*h).tid = pid_tgid as u32;
-        (*h).pid = (pid_tgid >> 32) as u32;
-        (*h).uid = bpf_get_current_uid_gid() as u32;
-        (*h).flags = 0;
-        (*h).syscall = 0;
-        // Straight into the record (the helper zero-fills on failure): going through a
-        // returned array costs a stack copy byte by byte and a memset call.
-        bpf_get_current_comm((&raw mut (*h).comm).cast::<c_void>(), COMM_LEN as u32);
+        let comm = &raw mut (*h).comm;
+        match me.task {
+            Some(t) => t.comm_into(comm),
+            // Straight into the record (the helper zero-fills on failure): going through a
+            // returned array costs a stack copy byte by byte and a memset call.
+            None => {
+                bpf_get_current_comm(comm.cast::<c_void>(), COMM_LEN as u32);
+            }
+        }
     }
 }
 
@@ -374,8 +422,10 @@ pub fn sys_enter_watched(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
-    let t = Task::current();
-    let cfg = session(t).ok_or(0)?;
+    let Some(me) = Actor::from_helpers() else {
+        return Ok(());
+    };
+    let cfg = me.cfg;
     // SAFETY: offsets from the kernel's format files; the reads go through the fault-tolerant
     // helper. Fewer than six arguments leave the rest unspecified and unused.
     let (nr, a) = unsafe {
@@ -386,18 +436,13 @@ fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let sc = lookup_syscall(i64::from(nr));
     match sc {
-        syscall::EXECVE | syscall::EXECVEAT => try_exec(sc, &a, t),
-        syscall::CONNECT => try_connect(cfg, t, a[0] as i32, a[1] as *const u8, a[2] as u32),
-        syscall::UNLINK | syscall::RMDIR => path_op(cfg, t, sc, [AT_FDCWD as u64, a[0], 0, 0, 0]),
-        syscall::UNLINKAT => path_op(cfg, t, sc, [a[0], a[1], 0, 0, a[2]]),
-        syscall::RENAME => path_op(
-            cfg,
-            t,
-            sc,
-            [AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0],
-        ),
-        syscall::RENAMEAT => path_op(cfg, t, sc, [a[0], a[1], a[2], a[3], 0]),
-        syscall::RENAMEAT2 => path_op(cfg, t, sc, [a[0], a[1], a[2], a[3], a[4]]),
+        syscall::EXECVE | syscall::EXECVEAT => try_exec(&me, sc, &a),
+        syscall::CONNECT => try_connect(&me, a[0] as i32, a[1] as *const u8, a[2] as u32),
+        syscall::UNLINK | syscall::RMDIR => path_op(&me, sc, [AT_FDCWD as u64, a[0], 0, 0, 0]),
+        syscall::UNLINKAT => path_op(&me, sc, [a[0], a[1], 0, 0, a[2]]),
+        syscall::RENAME => path_op(&me, sc, [AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0]),
+        syscall::RENAMEAT => path_op(&me, sc, [a[0], a[1], a[2], a[3], 0]),
+        syscall::RENAMEAT2 => path_op(&me, sc, [a[0], a[1], a[2], a[3], a[4]]),
         syscall::CLONE => {
             note_clone(a[0]);
             Ok(())
@@ -436,25 +481,30 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
 
 fn try_sys_exit(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
     match sc {
-        syscall::EXECVE | syscall::EXECVEAT => try_exec_result(sc, ret),
-        syscall::CONNECT | syscall::CLONE => Ok(()),
-        syscall::CLONE3 if ret >= 0 => Ok(()),
-        syscall::KILL..=syscall::PTRACE => try_signal(regs, sc, ret),
-        syscall::CREAT | syscall::TRUNCATE => try_denied(regs, sc, ret),
+        syscall::CONNECT | syscall::CLONE => return Ok(()),
+        syscall::CLONE3 if ret >= 0 => return Ok(()),
+        _ => {}
+    }
+    let Some(me) = Actor::from_task() else {
+        return Ok(());
+    };
+    match sc {
+        syscall::EXECVE | syscall::EXECVEAT => try_exec_result(&me, sc, ret),
+        syscall::KILL..=syscall::PTRACE => try_signal(&me, regs, sc, ret),
+        syscall::CREAT | syscall::TRUNCATE => try_denied(&me, regs, sc, ret),
         syscall::OPEN | syscall::OPENAT | syscall::OPENAT2 => {
-            let opened = try_open(regs, sc);
+            let opened = try_open(&me, regs, sc);
             // The one check ordinary opens pay: a refusal is rare.
             if ret == -EACCES || ret == -EPERM {
-                try_denied(regs, sc, ret)
+                try_denied(&me, regs, sc, ret)
             } else {
                 opened
             }
         }
         _ => {
-            let replayed = try_replay();
-            // The one check ordinary opens pay: a refusal is rare.
+            let replayed = try_replay(&me);
             if ret == -EACCES || ret == -EPERM {
-                try_denied(regs, sc, ret)
+                try_denied(&me, regs, sc, ret)
             } else {
                 replayed
             }
@@ -462,13 +512,11 @@ fn try_sys_exit(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
     }
 }
 
-/// The arguments of the current syscall at its exit, for a task of the session in 64-bit mode.
+/// The arguments of the current syscall at its exit, for a task in 64-bit mode.
 #[inline(always)]
-fn exit_args(regs: *const pt_regs) -> Option<(&'static Config, [u64; 6], Task)> {
-    let t = Task::current();
-    let cfg = session(t)?;
+fn exit_args(regs: *const pt_regs) -> Result<[u64; 6], i64> {
     // SAFETY: the pointer comes from the tracepoint.
-    Some((cfg, unsafe { syscall_args(regs) }?, t))
+    unsafe { syscall_args(regs) }.ok_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,10 +525,9 @@ fn exit_args(regs: *const pt_regs) -> Option<(&'static Config, [u64; 6], Task)> 
 /// kill / tkill / tgkill / rt_sigqueueinfo / rt_tgsigqueueinfo / pidfd_send_signal, and
 /// ptrace attach/seize. A process signalling itself (raise, abort, Go's preemption signals) is
 /// not reported.
-fn try_signal(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
-    let (_, a, t) = exit_args(regs).ok_or(0)?;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (me, me_tid) = ((pid_tgid >> 32) as i32, pid_tgid as i32);
+fn try_signal(me: &Actor, regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
+    let a = exit_args(regs)?;
+    let (own_tid, own_pid) = (me.tid as i32, me.pid as i32);
     let (target, tid, sig) = match sc {
         syscall::TGKILL | syscall::RT_TGSIGQUEUEINFO => (a[0] as i32, a[1] as i32, a[2] as u32),
         syscall::PTRACE => {
@@ -493,9 +540,9 @@ fn try_signal(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
         _ => (a[0] as i32, 0, a[1] as u32),
     };
     let own = match sc {
-        syscall::TKILL => target == me_tid,
+        syscall::TKILL => target == own_tid,
         syscall::PIDFD_SEND_SIGNAL => false,
-        _ => target == me,
+        _ => target == own_pid,
     };
     if own {
         return Ok(());
@@ -507,7 +554,7 @@ fn try_signal(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Signal, sc, t);
+        fill_header(&raw mut (*ev).header, EventKind::Signal, sc, me);
         (*ev).ret = ret;
         (*ev).target = target;
         (*ev).target_tid = tid;
@@ -526,11 +573,11 @@ fn try_signal(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
 /// user's files), reported with its result. Also a `clone3(CLONE_INTO_CGROUP)` that failed
 /// (ENOSYS included: the filter's answer to a root agent), with the cgroup's fd as `dirfd1`.
 /// Emitted in the [`PathOpEvent`] layout.
-fn try_denied(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
+fn try_denied(me: &Actor, regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
     if ret != -EACCES && ret != -EPERM && !(sc == syscall::CLONE3 && ret == -ENOSYS) {
         return Ok(());
     }
-    let (cfg, a, t) = exit_args(regs).ok_or(0)?;
+    let a = exit_args(regs)?;
     let cwd = AT_FDCWD as u64;
     // [dirfd, path, target dirfd, target path, flags]
     let v: [u64; 5] = match sc {
@@ -568,14 +615,14 @@ fn try_denied(regs: *const pt_regs, sc: u32, ret: i64) -> Result<(), i64> {
         sc,
         v: [v[0], v[1], v[2], v[3], v[4], ret as u64],
     };
-    emit_path_op(cfg, t, &args, false)
+    emit_path_op(me, &args, false)
 }
 
 // ---------------------------------------------------------------------------------------------
 // exec
 
 /// execve(filename, argv, envp) or execveat(dirfd, filename, argv, envp, flags).
-fn try_exec(sc: u32, a: &[u64; 6], t: Task) -> Result<(), i64> {
+fn try_exec(me: &Actor, sc: u32, a: &[u64; 6]) -> Result<(), i64> {
     let (dirfd, filename, argv, exec_flags) = if sc == syscall::EXECVEAT {
         (a[0] as i32, a[1], a[2], a[4])
     } else {
@@ -590,7 +637,7 @@ fn try_exec(sc: u32, a: &[u64; 6], t: Task) -> Result<(), i64> {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation, valid for size_of::<ExecEvent>() bytes until submit.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Exec, sc, t);
+        fill_header(&raw mut (*ev).header, EventKind::Exec, sc, me);
         (*ev).dirfd = dirfd;
         (*ev).exec_flags = exec_flags as u32;
         let mut flags = read_user_str(&raw mut (*ev).filename, filename);
@@ -634,9 +681,7 @@ fn try_exec(sc: u32, a: &[u64; 6], t: Task) -> Result<(), i64> {
     Ok(())
 }
 
-fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
-    let t = Task::current();
-    session(t).ok_or(0)?;
+fn try_exec_result(me: &Actor, sc: u32, ret: i64) -> Result<(), i64> {
     let Some(mut entry) = EVENTS.reserve::<ExecResultEvent>(0) else {
         count_lost(EventKind::ExecResult);
         return Err(-1);
@@ -644,7 +689,7 @@ fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::ExecResult, sc, t);
+        fill_header(&raw mut (*ev).header, EventKind::ExecResult, sc, me);
         (*ev).ret = ret;
     }
     entry.submit(0);
@@ -657,8 +702,8 @@ fn try_exec_result(sc: u32, ret: i64) -> Result<(), i64> {
 /// open(path, flags, mode), openat(dirfd, path, flags, mode) or openat2(dirfd, path, how,
 /// size), at the call's exit (see [`sys_exit`]).
 #[inline(always)]
-fn try_open(regs: *const pt_regs, sc: u32) -> Result<(), i64> {
-    let (cfg, a, t) = exit_args(regs).ok_or(0)?;
+fn try_open(me: &Actor, regs: *const pt_regs, sc: u32) -> Result<(), i64> {
+    let a = exit_args(regs)?;
     let v = match sc {
         syscall::OPEN => [AT_FDCWD as u64, a[0], a[1] & 0xffff_ffff, a[2]],
         syscall::OPENAT => [a[0], a[1], a[2] & 0xffff_ffff, a[3]],
@@ -675,7 +720,7 @@ fn try_open(regs: *const pt_regs, sc: u32) -> Result<(), i64> {
             [a[0], a[1], f, m]
         }
     };
-    emit_open(cfg, t, sc, v)
+    emit_open(me, sc, v)
 }
 
 /// Emits an open event from captured arguments `v` = [dirfd, path, flags, mode].
@@ -686,14 +731,14 @@ fn try_open(regs: *const pt_regs, sc: u32) -> Result<(), i64> {
 /// `OpenEvent`: fewer cache lines written per record, fewer for the reader, and a ring that
 /// fills five times more slowly.
 #[inline(always)]
-fn emit_open(cfg: &Config, t: Task, sc: u32, v: [u64; 4]) -> Result<(), i64> {
+fn emit_open(me: &Actor, sc: u32, v: [u64; 4]) -> Result<(), i64> {
     let ev = OPEN_STAGING.get_ptr_mut(0).ok_or(-1i64)?;
     // SAFETY: `ev` is this CPU's staging slot for this program; the program cannot be
     // re-entered on this CPU while it runs (the kernel skips a nested run), and syscall
     // tracepoint programs run with preemption disabled, so nothing else writes it meanwhile.
     // The path is read through the fault-tolerant helper.
     let len = unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Open, sc, t);
+        fill_header(&raw mut (*ev).header, EventKind::Open, sc, me);
         (*ev).dirfd = v[0] as i32;
         (*ev).open_flags = v[2];
         (*ev).mode = v[3] as u32;
@@ -719,7 +764,7 @@ fn emit_open(cfg: &Config, t: Task, sc: u32, v: [u64; 4]) -> Result<(), i64> {
     // SAFETY: `size` <= size_of::<OpenEvent>(), the slot's size.
     let bytes = unsafe { core::slice::from_raw_parts(ev.cast::<u8>(), size) };
     if EVENTS
-        .output::<[u8]>(bytes, lazy_wakeup(cfg, size))
+        .output::<[u8]>(bytes, lazy_wakeup(me.cfg, size))
         .is_err()
     {
         count_lost(EventKind::Open);
@@ -737,7 +782,7 @@ fn defer(a: &Deferred) -> bool {
 }
 
 /// Replays, at syscall exit, an unlink/rename event deferred at entry.
-fn try_replay() -> Result<(), i64> {
+fn try_replay(me: &Actor) -> Result<(), i64> {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out before the entry is removed.
     let a = match unsafe { DEFERRED.get(tid) } {
@@ -745,15 +790,13 @@ fn try_replay() -> Result<(), i64> {
         None => return Ok(()),
     };
     let _ = DEFERRED.remove(tid);
-    let t = Task::current();
-    let cfg = session(t).ok_or(0)?;
-    emit_path_op(cfg, t, &a, false)
+    emit_path_op(me, &a, false)
 }
 
 // ---------------------------------------------------------------------------------------------
 // connect
 
-fn try_connect(cfg: &Config, t: Task, fd: i32, sa: *const u8, addrlen: u32) -> Result<(), i64> {
+fn try_connect(me: &Actor, fd: i32, sa: *const u8, addrlen: u32) -> Result<(), i64> {
     // SAFETY: user memory through the fault-tolerant helper.
     let family: u16 = unsafe { bpf_probe_read_user(sa.cast::<u16>()) }.map_err(|e| e as i64)?;
 
@@ -768,7 +811,7 @@ fn try_connect(cfg: &Config, t: Task, fd: i32, sa: *const u8, addrlen: u32) -> R
             &raw mut (*ev).header,
             EventKind::Connect,
             syscall::CONNECT,
-            t,
+            me,
         );
         (*ev).fd = fd;
         (*ev).family = family;
@@ -807,7 +850,7 @@ fn try_connect(cfg: &Config, t: Task, fd: i32, sa: *const u8, addrlen: u32) -> R
         (*ev).addr = addr;
         (*ev).header.flags = flags;
     }
-    entry.submit(lazy_wakeup(cfg, size_of::<ConnectEvent>()));
+    entry.submit(lazy_wakeup(me.cfg, size_of::<ConnectEvent>()));
     Ok(())
 }
 
@@ -816,19 +859,19 @@ fn try_connect(cfg: &Config, t: Task, fd: i32, sa: *const u8, addrlen: u32) -> R
 
 /// `v` = [dirfd, path, target dirfd, target path (0 when none), flags].
 #[inline(always)]
-fn path_op(cfg: &Config, t: Task, sc: u32, v: [u64; 5]) -> Result<(), i64> {
+fn path_op(me: &Actor, sc: u32, v: [u64; 5]) -> Result<(), i64> {
     let args = Deferred {
         kind: EventKind::PathOp as u32,
         sc,
         v: [v[0], v[1], v[2], v[3], v[4], 0],
     };
-    emit_path_op(cfg, t, &args, true)
+    emit_path_op(me, &args, true)
 }
 
 /// Emits a deletion/rename event (or, for `a.kind == Denied`, a refused path call whose
 /// result is `a.v[5]`) from captured arguments (see [`emit_open`] for deferral).
 #[inline(always)]
-fn emit_path_op(cfg: &Config, t: Task, a: &Deferred, may_defer: bool) -> Result<(), i64> {
+fn emit_path_op(me: &Actor, a: &Deferred, may_defer: bool) -> Result<(), i64> {
     let kind = if a.kind == EventKind::Denied as u32 {
         EventKind::Denied
     } else {
@@ -841,7 +884,7 @@ fn emit_path_op(cfg: &Config, t: Task, a: &Deferred, may_defer: bool) -> Result<
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation; paths are read through the fault-tolerant helper.
     let flags = unsafe {
-        fill_header(&raw mut (*ev).header, kind, a.sc, t);
+        fill_header(&raw mut (*ev).header, kind, a.sc, me);
         (*ev).dirfd1 = a.v[0] as i32;
         (*ev).dirfd2 = a.v[2] as i32;
         (*ev).op_flags = a.v[4] as u32;
@@ -859,7 +902,7 @@ fn emit_path_op(cfg: &Config, t: Task, a: &Deferred, may_defer: bool) -> Result<
     if may_defer && flags & FLAG_READ_ERROR != 0 && defer(a) {
         entry.discard(0);
     } else {
-        entry.submit(lazy_wakeup(cfg, size_of::<PathOpEvent>()));
+        entry.submit(lazy_wakeup(me.cfg, size_of::<PathOpEvent>()));
     }
     Ok(())
 }
@@ -882,8 +925,9 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 }
 
 fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
-    let t = Task::current();
-    let cfg = session(t).ok_or(0)?;
+    let Some(me) = Actor::from_helpers() else {
+        return Ok(());
+    };
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the map value is a plain u64 that only this thread writes.
     let clone_flags = unsafe { CLONE_FLAGS.get(tid) }.copied().unwrap_or(0);
@@ -893,7 +937,7 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
     }
     // SAFETY: offsets come from the kernel's own format file for this tracepoint.
     let child: i32 =
-        unsafe { ctx.read_at(cfg.fork_child_pid_off as usize) }.map_err(|e| e as i64)?;
+        unsafe { ctx.read_at(me.cfg.fork_child_pid_off as usize) }.map_err(|e| e as i64)?;
     let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
         count_lost(EventKind::Fork);
         return Err(-1);
@@ -901,7 +945,7 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe {
-        fill_header(&raw mut (*ev).header, EventKind::Fork, 0, t);
+        fill_header(&raw mut (*ev).header, EventKind::Fork, 0, &me);
         (*ev).child_pid = child as u32;
         (*ev)._pad = 0;
     }
@@ -916,8 +960,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
-    let t = Task::current();
-    let cfg = session(t).ok_or(0)?;
+    let Some(me) = Actor::from_helpers() else {
+        return Ok(());
+    };
+    let cfg = me.cfg;
     let pid_tgid = bpf_get_current_pid_tgid();
     let last = if cfg.exit_group_dead_off == u32::MAX {
         pid_tgid as u32 == (pid_tgid >> 32) as u32
@@ -934,7 +980,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
-    unsafe { fill_header(&raw mut (*ev).header, EventKind::Exit, 0, t) };
+    unsafe { fill_header(&raw mut (*ev).header, EventKind::Exit, 0, &me) };
     entry.submit(0);
     Ok(())
 }
@@ -1092,6 +1138,10 @@ fn check_inet6(ctx: &SockAddrContext, hook: u32) -> i32 {
 /// event (counted), not the verdict.
 #[inline(always)]
 fn report_refusal(rule: u32, hook: u32, family: u16, port: u16, protocol: u32, addr: [u8; 16]) {
+    let Some(cfg) = CONFIG.get(0) else {
+        return;
+    };
+    let me = Actor::of_caller(cfg);
     let Some(mut entry) = EVENTS.reserve::<NetRefusedEvent>(0) else {
         count_lost(EventKind::NetRefused);
         return;
@@ -1099,7 +1149,7 @@ fn report_refusal(rule: u32, hook: u32, family: u16, port: u16, protocol: u32, a
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation, written only inside this block.
     unsafe {
-        fill_header_sock(&raw mut (*ev).header, EventKind::NetRefused);
+        fill_header(&raw mut (*ev).header, EventKind::NetRefused, 0, &me);
         (*ev).rule = rule;
         (*ev).hook = hook;
         (*ev).family = family;
