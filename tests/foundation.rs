@@ -820,9 +820,11 @@ print("done")
     );
 }
 
-/// The probes read the acting task's ids, uid and name straight from its `task_struct`, at
-/// offsets taken from the kernel's BTF: an open by a named worker thread of a process run as
-/// nobody carries that thread's id, the process's id, nobody's uid and the thread's own name.
+/// The syscall exit probe reads the acting task's ids, uid and name straight from its
+/// `task_struct`, at offsets taken from the kernel's BTF; the entry probes ask helpers. Both
+/// kinds of record of a named worker thread of a process run as nobody (its open, seen at
+/// exit, and its connect, seen at entry) carry that thread's id, the process's id, nobody's
+/// uid and the thread's own name.
 #[test]
 fn records_carry_the_acting_threads_ids_and_name() {
     require_root();
@@ -836,12 +838,18 @@ fn records_carry_the_acting_threads_ids_and_name() {
     let script = script_file(
         &s.dir,
         r#"
-import os, sys, threading
+import os, socket, sys, threading
 def work():
     tid = threading.get_native_id()
     with open(f"/proc/self/task/{tid}/comm", "w") as f:
         f.write("opener")
     os.close(os.open(sys.argv[1], os.O_RDONLY))
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", 9))
+    except OSError:
+        pass
+    s.close()
     with open(sys.argv[2], "w") as f:
         f.write(f"{os.getpid()} {tid}")
 t = threading.Thread(target=work)
@@ -877,6 +885,14 @@ t.join()
     assert_eq!(open["tid"], tid, "{open}");
     assert_eq!(open["uid"], NOBODY, "{open}");
     assert_eq!(open["comm"], "opener", "{open}");
+    let connect = of_kind(&events, "connect")
+        .into_iter()
+        .find(|e| e["fields"]["port"] == 9)
+        .unwrap_or_else(|| panic!("no connect to port 9 in {events:#?}"));
+    assert_eq!(connect["pid"], pid, "{connect}");
+    assert_eq!(connect["tid"], tid, "{connect}");
+    assert_eq!(connect["uid"], NOBODY, "{connect}");
+    assert_eq!(connect["comm"], "opener", "{connect}");
 }
 
 /// The supervisor learns the agent's pid in `spawn`'s `on_clone` callback; the agent must not
