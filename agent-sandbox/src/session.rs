@@ -27,7 +27,7 @@ use crate::cgroup::{Cgroup2Mount, SessionCgroup};
 use crate::detect;
 use crate::ebpf::{NetMaps, NetSetup, Observer};
 use crate::events::{self, Clock, Event, EventData, ProcessTable, RuleNames};
-use crate::fanotify::{DenyGlob, FileGuard, FileRuleInfo, Refusal};
+use crate::fanotify::{DenyGlob, FanotifyError, FileGuard, FileRuleInfo, Refusal};
 use crate::gate::{self, GateConfig, GateMsg, ListenerCell};
 use crate::launch::{self, ChildSetup, Identity, SpawnError, Step};
 use crate::network::{NetPlan, NetRule};
@@ -354,14 +354,44 @@ fn run_in_cgroup(
     let audit_path = audit.path().to_path_buf();
     let (refusal_tx, refusal_rx) = tokio::sync::mpsc::unbounded_channel();
     let fence = crate::tamper::fence(identity, cgroup, &mut file_rules);
-    let guard = FileGuard::start_fenced(
-        file_rules,
-        &deny_globs,
-        cgroup.relative(),
-        fence,
-        refusal_tx,
-    )
-    .context("marking the files the policy denies")?;
+    // Marking the protected files (a walk and a mark per file, ~50 ms with a few thousand
+    // audit logs and keys in the state directory) and loading the probes (the verifier) are
+    // independent: each takes about half of a session's start, so they run side by side.
+    let (v4, v6) = plan.tables().context("building the network rule maps")?;
+    let (guard, observer) = std::thread::scope(|s| {
+        let marking = std::thread::Builder::new()
+            .name("marking".into())
+            .spawn_scoped(s, || {
+                FileGuard::start_fenced(
+                    file_rules,
+                    &deny_globs,
+                    cgroup.relative(),
+                    fence,
+                    refusal_tx,
+                )
+            });
+        let observer = Observer::start(
+            cgroup.id(),
+            cgroup.level(),
+            sched,
+            opts.ringbuf_bytes,
+            NetSetup {
+                cgroup_dir: cgroup_dir.as_fd(),
+                default_deny: plan.default_deny(),
+                v4: &v4,
+                v6: &v6,
+            },
+        );
+        let guard = match marking {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(FanotifyError::Thread(io::Error::other("it panicked")))),
+            Err(e) => Err(FanotifyError::Thread(e)),
+        };
+        (guard, observer)
+    });
+    let guard = guard.context("marking the files the policy denies")?;
+    let mut observer = observer.context("starting the eBPF probes")?;
     let exp = guard.expansion();
     let user_rules: std::collections::HashSet<&str> = policy
         .rules()
@@ -388,20 +418,6 @@ fn run_in_cgroup(
     if opts.strict && unmatched > 0 {
         bail!("--strict: {unmatched} deny_read glob(s) of the policy match no file");
     }
-    let (v4, v6) = plan.tables().context("building the network rule maps")?;
-    let mut observer = Observer::start(
-        cgroup.id(),
-        cgroup.level(),
-        sched,
-        opts.ringbuf_bytes,
-        NetSetup {
-            cgroup_dir: cgroup_dir.as_fd(),
-            default_deny: plan.default_deny(),
-            v4: &v4,
-            v6: &v6,
-        },
-    )
-    .context("starting the eBPF probes")?;
     let ring = observer.take_ring_buffer()?;
     let net_maps = observer.take_net_maps();
     // Fail closed if this process dies: the watchdog kills the tree (see crate::watchdog).
