@@ -49,7 +49,7 @@ use aya_ebpf::{
         },
     },
     macros::{btf_tracepoint, cgroup_sock_addr, map, tracepoint},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key, ring_buf::RingBufEntry},
     programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
 };
 
@@ -60,8 +60,8 @@ const RINGBUF_BYTES: u32 = 8 * 1024 * 1024;
 /// reported as a process.
 const CLONE_INFLIGHT: u32 = 8192;
 
-/// Threads inside an open/unlink/rename whose event was deferred to syscall exit. One per
-/// thread at most; a full map means the event is emitted at entry, flagged `read_error`.
+/// Threads inside an unlink/rename whose event was deferred to syscall exit. One per thread at
+/// most; a full map means the event is emitted at entry, flagged `read_error`.
 const DEFERRED_INFLIGHT: u32 = 8192;
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -111,7 +111,7 @@ static OPEN_STAGING: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0
 const OPEN_PATH_OFFSET: usize = core::mem::offset_of!(OpenEvent, path);
 
 /// Captured syscall arguments: the event kind, our syscall id and up to six raw values whose
-/// meaning depends on the kind (see `try_open` / `try_path_op`).
+/// meaning depends on the kind (see [`path_op`] and [`try_denied`]).
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Deferred {
@@ -136,8 +136,7 @@ static TASK_OFFSETS: TaskOffsets = TaskOffsets::from_array([0; 9]);
 static WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// The current task, BTF-typed (`bpf_get_current_task_btf`): its pid, uid, comm and cgroup are
-/// plain loads at [`TASK_OFFSETS`], one helper call where asking for them took four. On this
-/// kind of machine a helper call's return is what a probe mostly pays for.
+/// plain loads at [`TASK_OFFSETS`] (see [`Actor::from_task`] for when that pays).
 #[derive(Clone, Copy)]
 struct Task(*const u8);
 
@@ -293,6 +292,15 @@ fn in_session_subtree(cfg: &Config) -> bool {
     id == cfg.session_cgroup_id
 }
 
+/// A ring-buffer record for an event of `kind`; when the ring is full, the loss is counted.
+#[inline(always)]
+fn reserve<T: 'static>(kind: EventKind) -> Result<RingBufEntry<T>, i64> {
+    EVENTS.reserve::<T>(0).ok_or_else(|| {
+        count_lost(kind);
+        -1
+    })
+}
+
 #[inline(always)]
 fn count_lost(kind: EventKind) {
     if let Some(slot) = LOST.get_ptr_mut(kind as u32) {
@@ -444,13 +452,16 @@ fn try_sys_enter(ctx: &TracePointContext) -> Result<(), i64> {
         syscall::RENAMEAT => path_op(&me, sc, [a[0], a[1], a[2], a[3], 0]),
         syscall::RENAMEAT2 => path_op(&me, sc, [a[0], a[1], a[2], a[3], a[4]]),
         syscall::CLONE => {
-            note_clone(a[0]);
+            note_clone(&me, a[0]);
             Ok(())
         }
         syscall::CLONE3 => {
             // struct clone_args starts with `u64 flags`.
             // SAFETY: user memory through the fault-tolerant helper.
-            note_clone(unsafe { bpf_probe_read_user(a[0] as *const u64) }.unwrap_or(0));
+            note_clone(
+                &me,
+                unsafe { bpf_probe_read_user(a[0] as *const u64) }.unwrap_or(0),
+            );
             Ok(())
         }
         _ => Ok(()),
@@ -547,10 +558,7 @@ fn try_signal(me: &Actor, regs: *const pt_regs, sc: u32, ret: i64) -> Result<(),
     if own {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<SignalEvent>(0) else {
-        count_lost(EventKind::Signal);
-        return Err(-1);
-    };
+    let mut entry = reserve::<SignalEvent>(EventKind::Signal)?;
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe {
@@ -630,10 +638,7 @@ fn try_exec(me: &Actor, sc: u32, a: &[u64; 6]) -> Result<(), i64> {
     };
     let filename = filename as *const u8;
     let argv = argv as *const *const u8;
-    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
-        count_lost(EventKind::Exec);
-        return Err(-1);
-    };
+    let mut entry = reserve::<ExecEvent>(EventKind::Exec)?;
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation, valid for size_of::<ExecEvent>() bytes until submit.
     unsafe {
@@ -682,10 +687,7 @@ fn try_exec(me: &Actor, sc: u32, a: &[u64; 6]) -> Result<(), i64> {
 }
 
 fn try_exec_result(me: &Actor, sc: u32, ret: i64) -> Result<(), i64> {
-    let Some(mut entry) = EVENTS.reserve::<ExecResultEvent>(0) else {
-        count_lost(EventKind::ExecResult);
-        return Err(-1);
-    };
+    let mut entry = reserve::<ExecResultEvent>(EventKind::ExecResult)?;
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe {
@@ -776,20 +778,18 @@ fn emit_open(me: &Actor, sc: u32, v: [u64; 4]) -> Result<(), i64> {
 /// Parks arguments for replay at syscall exit; false when the map is full (then the event goes
 /// out now, flagged `read_error`, rather than not at all).
 #[inline(always)]
-fn defer(a: &Deferred) -> bool {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    DEFERRED.insert(tid, a, 0).is_ok()
+fn defer(me: &Actor, a: &Deferred) -> bool {
+    DEFERRED.insert(me.tid, a, 0).is_ok()
 }
 
 /// Replays, at syscall exit, an unlink/rename event deferred at entry.
 fn try_replay(me: &Actor) -> Result<(), i64> {
-    let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out before the entry is removed.
-    let a = match unsafe { DEFERRED.get(tid) } {
+    let a = match unsafe { DEFERRED.get(me.tid) } {
         Some(a) => *a,
         None => return Ok(()),
     };
-    let _ = DEFERRED.remove(tid);
+    let _ = DEFERRED.remove(me.tid);
     emit_path_op(me, &a, false)
 }
 
@@ -800,10 +800,7 @@ fn try_connect(me: &Actor, fd: i32, sa: *const u8, addrlen: u32) -> Result<(), i
     // SAFETY: user memory through the fault-tolerant helper.
     let family: u16 = unsafe { bpf_probe_read_user(sa.cast::<u16>()) }.map_err(|e| e as i64)?;
 
-    let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
-        count_lost(EventKind::Connect);
-        return Err(-1);
-    };
+    let mut entry = reserve::<ConnectEvent>(EventKind::Connect)?;
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation; user reads go through the fault-tolerant helper.
     unsafe {
@@ -869,7 +866,8 @@ fn path_op(me: &Actor, sc: u32, v: [u64; 5]) -> Result<(), i64> {
 }
 
 /// Emits a deletion/rename event (or, for `a.kind == Denied`, a refused path call whose
-/// result is `a.v[5]`) from captured arguments (see [`emit_open`] for deferral).
+/// result is `a.v[5]`) from captured arguments. With `may_defer`, a path not readable yet is
+/// parked in `DEFERRED` and the event emitted at the call's exit ([`try_replay`]).
 #[inline(always)]
 fn emit_path_op(me: &Actor, a: &Deferred, may_defer: bool) -> Result<(), i64> {
     let kind = if a.kind == EventKind::Denied as u32 {
@@ -877,10 +875,7 @@ fn emit_path_op(me: &Actor, a: &Deferred, may_defer: bool) -> Result<(), i64> {
     } else {
         EventKind::PathOp
     };
-    let Some(mut entry) = EVENTS.reserve::<PathOpEvent>(0) else {
-        count_lost(kind);
-        return Err(-1);
-    };
+    let mut entry = reserve::<PathOpEvent>(kind)?;
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation; paths are read through the fault-tolerant helper.
     let flags = unsafe {
@@ -899,7 +894,7 @@ fn emit_path_op(me: &Actor, a: &Deferred, may_defer: bool) -> Result<(), i64> {
         (*ev).header.flags = f;
         f
     };
-    if may_defer && flags & FLAG_READ_ERROR != 0 && defer(a) {
+    if may_defer && flags & FLAG_READ_ERROR != 0 && defer(me, a) {
         entry.discard(0);
     } else {
         entry.submit(lazy_wakeup(me.cfg, size_of::<PathOpEvent>()));
@@ -913,9 +908,8 @@ fn emit_path_op(me: &Actor, a: &Deferred, may_defer: bool) -> Result<(), i64> {
 /// Remembers the flags of a clone in progress, for `sched_process_fork` to tell threads from
 /// processes.
 #[inline(always)]
-fn note_clone(flags: u64) {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = CLONE_FLAGS.insert(tid, flags, 0);
+fn note_clone(me: &Actor, flags: u64) {
+    let _ = CLONE_FLAGS.insert(me.tid, flags, 0);
 }
 
 #[tracepoint]
@@ -928,20 +922,16 @@ fn try_fork(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(me) = Actor::from_helpers() else {
         return Ok(());
     };
-    let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the map value is a plain u64 that only this thread writes.
-    let clone_flags = unsafe { CLONE_FLAGS.get(tid) }.copied().unwrap_or(0);
-    let _ = CLONE_FLAGS.remove(tid);
+    let clone_flags = unsafe { CLONE_FLAGS.get(me.tid) }.copied().unwrap_or(0);
+    let _ = CLONE_FLAGS.remove(me.tid);
     if clone_flags & CLONE_THREAD != 0 {
         return Ok(());
     }
     // SAFETY: offsets come from the kernel's own format file for this tracepoint.
     let child: i32 =
         unsafe { ctx.read_at(me.cfg.fork_child_pid_off as usize) }.map_err(|e| e as i64)?;
-    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
-        count_lost(EventKind::Fork);
-        return Err(-1);
-    };
+    let mut entry = reserve::<ForkEvent>(EventKind::Fork)?;
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe {
@@ -964,9 +954,8 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let cfg = me.cfg;
-    let pid_tgid = bpf_get_current_pid_tgid();
     let last = if cfg.exit_group_dead_off == u32::MAX {
-        pid_tgid as u32 == (pid_tgid >> 32) as u32
+        me.tid == me.pid
     } else {
         // SAFETY: offset from the kernel's format file.
         unsafe { ctx.read_at::<u8>(cfg.exit_group_dead_off as usize) }.unwrap_or(0) != 0
@@ -974,10 +963,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if !last {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
-        count_lost(EventKind::Exit);
-        return Err(-1);
-    };
+    let mut entry = reserve::<ExitEvent>(EventKind::Exit)?;
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` is the reservation.
     unsafe { fill_header(&raw mut (*ev).header, EventKind::Exit, 0, &me) };
@@ -1142,8 +1128,7 @@ fn report_refusal(rule: u32, hook: u32, family: u16, port: u16, protocol: u32, a
         return;
     };
     let me = Actor::of_caller(cfg);
-    let Some(mut entry) = EVENTS.reserve::<NetRefusedEvent>(0) else {
-        count_lost(EventKind::NetRefused);
+    let Ok(mut entry) = reserve::<NetRefusedEvent>(EventKind::NetRefused) else {
         return;
     };
     let ev = entry.as_mut_ptr();

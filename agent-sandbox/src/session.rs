@@ -383,9 +383,7 @@ fn run_in_cgroup(
             },
         );
         let guard = match marking {
-            Ok(h) => h
-                .join()
-                .unwrap_or_else(|_| Err(FanotifyError::Thread(io::Error::other("it panicked")))),
+            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
             Err(e) => Err(FanotifyError::Thread(e)),
         };
         (guard, observer)
